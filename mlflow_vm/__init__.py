@@ -1,0 +1,1 @@
+"""Build and verify VM images that run an MLflow tracking server."""

@@ -1,0 +1,76 @@
+"""Base images: the ones the project builds itself, and checksum checks."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import subprocess
+from pathlib import Path
+
+from . import tools
+from .errors import UserError
+from .paths import ROOT
+from .profiles import Profile
+from .progress import step
+
+LOG = logging.getLogger(__name__)
+
+
+def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def expected_checksum(image: Path, sums_file: Path) -> str:
+    """Read the checksum of ``image`` from a SHA256SUMS file."""
+    if not sums_file.is_file():
+        raise UserError(
+            f"no checksum file {sums_file} for {image}; put the publisher's "
+            "SHA256SUMS there or set BASE_IMAGE_CHECKSUM=sha256:<hex>"
+        )
+    for line in sums_file.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].lstrip("*") == image.name:
+            return parts[0].lower()
+    raise UserError(f"{sums_file} has no line for {image.name}")
+
+
+def verify(image: Path, checksum: str) -> None:
+    """Check a local base image against ``sha256:<hex>`` or ``file:<SHA256SUMS>``."""
+    if not image.is_file():
+        raise UserError(f"base image {image} does not exist")
+    if checksum.startswith("file:"):
+        expected = expected_checksum(image, Path(checksum[len("file:"):]))
+    elif checksum.startswith("sha256:"):
+        expected = checksum[len("sha256:"):].lower()
+    else:
+        raise UserError(f"checksum {checksum!r} must start with sha256: or file:")
+    with step(f"checking the checksum of {image.name}"):
+        actual = sha256(image)
+    if actual != expected:
+        raise UserError(
+            f"base image {image} has checksum {actual}, expected {expected}: "
+            "download it again or rebuild it (make base)"
+        )
+
+
+def build(profile: Profile, force: bool = False) -> Path:
+    """Build the profile's own base image unless it is already there."""
+    if not profile.base_image.is_local:
+        raise UserError(
+            f"{profile.name} starts from a published base image "
+            f"({profile.base_image.url}); only debian-12 is built here"
+        )
+    image = profile.base_image.local_path()
+    if image.is_file() and not force:
+        LOG.info("Base image %s is already built (make base FORCE=1 rebuilds it)", image)
+        return image
+    tools.require(tools.BASE)
+    script = ROOT / profile.base_image.builder
+    with step(f"building the {profile.name} base image (a few minutes)"):
+        subprocess.run([str(script), str(image)], check=True)
+    return image

@@ -1,0 +1,224 @@
+"""Render the Jinja templates into the committed Packer and cloud-init files.
+
+Everything a profile produces is rendered in memory first, so a template
+error leaves the files on disk as they were. ``check`` compares the files on
+disk with a fresh rendering; it is what keeps the committed files honest.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from . import profiles as profiles_mod
+from .errors import UserError
+from .paths import CLOUD_INIT, PACKER, ROOT, TEMPLATES
+from .profiles import Profile
+
+LOG = logging.getLogger(__name__)
+
+# Files installed in the guest: rendered name -> template.
+GUEST_FILES = {
+    "install-mlflow.sh": "files/install-mlflow.sh.j2",
+    "mlflow-server": "files/mlflow-server.sh.j2",
+    "mlflow-prepare-db": "files/mlflow-prepare-db.py.j2",
+    "mlflow.service": "files/mlflow.service.j2",
+    "mlflow.env": "files/mlflow.env.j2",
+}
+BUILD_ONLY_FILES = {"cleanup-image.sh": "files/cleanup-image.sh.j2"}
+EXECUTABLES = {"install-mlflow.sh", "mlflow-server", "cleanup-image.sh"}
+PACKER_FILES = ("plugins", "variables", "source", "build")
+
+# Defaults of the server in every image; mlflow.env changes them per VM.
+SERVER = {
+    "host": "0.0.0.0",
+    "port": 5000,
+    "allowed_hosts": "*",
+    "workers": "auto",
+    "request_timeout": 600,
+}
+GUEST_PATHS = {
+    "venv": "/opt/mlflow",
+    "state": "/var/lib/mlflow",
+    "config": "/etc/mlflow",
+    "libexec": "/usr/local/libexec/mlflow",
+    "install": "/var/tmp/mlflow-install",
+}
+BUILD = {"disk_size": "8G", "ssh_timeout": "20m"}
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One output file: where it goes and what it holds."""
+
+    path: Path
+    content: str
+
+    @property
+    def mode(self) -> int:
+        """File mode: scripts are executable."""
+        return 0o755 if self.path.name in EXECUTABLES else 0o644
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+        # Shell's ${#array[@]} would open a Jinja comment.
+        comment_start_string="{##",
+        comment_end_string="##}",
+    )
+
+
+def _template_location(exc: BaseException, template: str) -> str:
+    """Name the template file and line an error was raised from."""
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        return f"templates/{exc.name or template}:{exc.lineno}"
+    tb = exc.__traceback__
+    location = ""
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith(".j2"):
+            location = f"{Path(filename).relative_to(ROOT)}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return location or f"templates/{template}"
+
+
+def _compress(text: str) -> str:
+    """gzip with no timestamp, then base64: the same input renders the same."""
+    data = gzip.compress(text.encode(), compresslevel=9, mtime=0)
+    return base64.b64encode(data).decode()
+
+
+def context(profile: Profile) -> dict[str, Any]:
+    """The variables every template of ``profile`` sees."""
+    return {
+        "profile": {
+            "name": profile.name,
+            "description": profile.description,
+            "ssh_username": profile.ssh_username,
+        },
+        "base_image": {
+            "url": profile.base_image.url,
+            "checksum": profile.base_image.checksum,
+        },
+        "python": {"version": profile.python_version},
+        "mlflow": {
+            "version": profile.mlflow_version,
+            "server_engine": profile.mlflow_server_engine,
+        },
+        "apt_repository": profile.apt_repository,
+        "server": SERVER,
+        "paths": GUEST_PATHS,
+        "build": BUILD,
+        "image_name": profile.image_name,
+        "requirements_file": profile.requirements_file.relative_to(ROOT).as_posix(),
+    }
+
+
+def render_profile(profile: Profile) -> list[Rendered]:
+    """Render every output file of ``profile`` in memory."""
+    env = _environment()
+    ctx = context(profile)
+    current = ""
+    try:
+        def render(template: str, **extra: Any) -> str:
+            nonlocal current
+            current = template
+            return env.get_template(template).render(**ctx, **extra)
+
+        guest = {name: render(tpl) for name, tpl in GUEST_FILES.items()}
+        build_only = {name: render(tpl) for name, tpl in BUILD_ONLY_FILES.items()}
+        packer = {name: render(f"packer/{name}.pkr.hcl.j2") for name in PACKER_FILES}
+        lock = profile.requirements_file.read_text()
+        user_data = render(
+            "cloud-init/user-data.j2",
+            files=guest,
+            requirements_gz_b64=_compress(lock),
+        )
+        build_user_data = render("cloud-init/build-user-data.j2")
+        build_meta_data = render("cloud-init/build-meta-data.j2")
+    except jinja2.TemplateError as exc:
+        where = _template_location(exc, current)
+        raise UserError(f"{where}: {exc.message or exc}") from exc
+    except FileNotFoundError as exc:
+        raise UserError(f"{exc.filename} is missing; run `make lock`") from exc
+
+    packer_dir = PACKER / profile.name
+    cloud_dir = CLOUD_INIT / profile.name
+    files = [Rendered(packer_dir / f"{n}.pkr.hcl", c) for n, c in packer.items()]
+    files += [
+        Rendered(packer_dir / "files" / n, c) for n, c in {**guest, **build_only}.items()
+    ]
+    files += [
+        Rendered(cloud_dir / "user-data", user_data),
+        Rendered(cloud_dir / "build" / "user-data", build_user_data),
+        Rendered(cloud_dir / "build" / "meta-data", build_meta_data),
+    ]
+    return files
+
+
+def render_all(names: list[str] | None = None) -> list[Rendered]:
+    """Render the named profiles (all by default), all in memory."""
+    profiles = profiles_mod.load_all()
+    selected = [profiles_mod.get(n) for n in names] if names else list(profiles.values())
+    return [item for profile in selected for item in render_profile(profile)]
+
+
+def _write_atomically(item: Rendered) -> None:
+    item.path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=item.path.parent, prefix=f".{item.path.name}.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(item.content)
+        os.chmod(tmp, item.mode)
+        os.replace(tmp, item.path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write(names: list[str] | None = None) -> list[Path]:
+    """Render and write the files of the named profiles; return those that changed."""
+    changed = []
+    for item in render_all(names):
+        if _differs(item):
+            _write_atomically(item)
+            changed.append(item.path)
+    return changed
+
+
+def _differs(item: Rendered) -> bool:
+    if not item.path.is_file():
+        return True
+    if item.path.read_text() != item.content:
+        return True
+    return (item.path.stat().st_mode & 0o777) != item.mode
+
+
+def check() -> list[str]:
+    """List every committed file that is not what the templates render."""
+    rendered = render_all()
+    expected = {item.path for item in rendered}
+    problems = [
+        f"{item.path.relative_to(ROOT)} differs from its template"
+        for item in rendered
+        if _differs(item)
+    ]
+    for folder in (PACKER, CLOUD_INIT):
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and path not in expected:
+                problems.append(f"{path.relative_to(ROOT)} is not rendered by any template")
+    return problems

@@ -1,0 +1,68 @@
+"""A host-side cache of the wheels an image installs, shared by every build.
+
+The guest's own downloads are the slow and fragile part of a build: under
+emulation, behind a TLS-inspecting proxy, once per build. So the host
+downloads the locked, hash-checked wheels once per Python version and Packer
+serves them to the build VM over its loopback-bound HTTP server.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .errors import UserError
+from .paths import cache_dir
+from .profiles import Profile
+
+LOG = logging.getLogger(__name__)
+
+# Linux x86-64 wheel tags, newest first; "any" covers pure-Python wheels.
+PLATFORMS = (
+    "manylinux_2_28_x86_64",
+    "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64",
+    "manylinux1_x86_64",
+    "linux_x86_64",
+    "any",
+)
+
+
+def path_for(profile: Profile) -> Path:
+    """The wheelhouse directory of the profile's Python version."""
+    return cache_dir() / "wheels" / f"py{profile.python_version}"
+
+
+def fill(profile: Profile) -> Path:
+    """Download the profile's locked wheels into its wheelhouse; return it.
+
+    pip skips wheels already there, so a warm cache costs a few seconds.
+    """
+    target = path_for(profile)
+    target.mkdir(parents=True, exist_ok=True)
+    version = profile.python_version
+    abi = "cp" + version.replace(".", "")
+    command = [
+        sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+        "--require-hashes", "--no-deps", "--only-binary=:all:",
+        "--python-version", version, "--implementation", "cp",
+        "--abi", abi, "--abi", "abi3", "--abi", "none",
+        "-r", str(profile.requirements_file), "-d", str(target),
+    ]
+    for platform in PLATFORMS:
+        command += ["--platform", platform]
+    # A host-wide pip constraint file has no hashes and would fail the lock.
+    env = {**os.environ, "PIP_CONSTRAINT": ""}
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        detail = result.stderr.strip().splitlines()[-1:] or ["pip failed"]
+        raise UserError(
+            f"could not download the wheels for Python {version}: {detail[0]} "
+            "(set WHEELHOUSE=no to let the build VM download them itself)"
+        )
+    count = sum(1 for _ in target.glob("*.whl"))
+    LOG.info("Wheelhouse %s: %d wheels", target, count)
+    return target

@@ -1,0 +1,63 @@
+build {
+  name    = "ubuntu-22.04"
+  sources = ["source.qemu.mlflow"]
+
+  provisioner "shell" {
+    inline = [
+      "echo '==> waiting for cloud-init to finish its first boot'",
+      "cloud-init status --wait --long",
+      "mkdir -p /tmp/mlflow-install",
+    ]
+  }
+
+  provisioner "file" {
+    source      = "packer/ubuntu-22.04/files/"
+    destination = "/tmp/mlflow-install"
+  }
+
+  provisioner "file" {
+    source      = "requirements/mlflow-py3.9.txt"
+    destination = "/tmp/mlflow-install/requirements.txt"
+  }
+
+  # pip trusts the VM's own CA bundle, which holds any extra CA certificate
+  # the build was given, and takes wheels from the build's wheelhouse when
+  # Packer serves one.
+  provisioner "shell" {
+    environment_vars = [
+      "MLFLOW_PORT=${var.mlflow_port}",
+      "MLFLOW_START=no",
+      "INDEX_URL=${var.pip_index_url}",
+    ]
+    execute_command = "chmod +x {{ .Path }}; sudo -E env {{ .Vars }} {{ .Path }}"
+    inline = [
+      "export PIP_CERT=/etc/ssl/certs/ca-certificates.crt",
+      "if [ -n \"$INDEX_URL\" ]; then export PIP_INDEX_URL=\"$INDEX_URL\"; fi",
+      "if [ -n \"$PACKER_HTTP_ADDR\" ]; then export PIP_NO_INDEX=1 PIP_FIND_LINKS=\"http://$PACKER_HTTP_ADDR/\"; fi",
+      "/tmp/mlflow-install/install-mlflow.sh /tmp/mlflow-install",
+    ]
+  }
+
+  provisioner "shell" {
+    environment_vars = ["KEEP_CA_CERTIFICATES=${var.keep_ca_certificates}"]
+    execute_command  = "chmod +x {{ .Path }}; sudo -E env {{ .Vars }} {{ .Path }}"
+    script           = "packer/ubuntu-22.04/files/cleanup-image.sh"
+  }
+
+  post-processor "manifest" {
+    output     = "${var.output_directory}/packer-manifest.json"
+    strip_path = true
+    custom_data = {
+      profile             = "ubuntu-22.04"
+      python_version      = "3.9"
+      mlflow_version      = "3.1.4"
+      base_image_url      = var.base_image_url
+      base_image_checksum = var.base_image_checksum
+    }
+  }
+
+  post-processor "checksum" {
+    checksum_types = ["sha256"]
+    output         = "${var.output_directory}/SHA256SUMS"
+  }
+}

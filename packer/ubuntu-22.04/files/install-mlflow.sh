@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Installs the MLflow tracking server as a systemd service: Python
+# 3.9 in a venv under /opt/mlflow, MLflow 3.1.4 from a
+# hash-locked requirements file, state under /var/lib/mlflow.
+#
+# Usage: install-mlflow.sh SOURCE_DIR
+# SOURCE_DIR holds requirements.txt, mlflow.env, mlflow.service,
+# mlflow-server and mlflow-prepare-db. pip reads its usual PIP_* variables
+# (PIP_INDEX_URL, PIP_FIND_LINKS, PIP_CERT, ...), so a private index or a
+# proxy's CA certificate works here too.
+#
+# Environment:
+#   MLFLOW_PORT    override the port written to mlflow.env
+#   MLFLOW_START   "yes" (default) starts the service; "no" only enables it
+set -euo pipefail
+
+src=${1:?usage: install-mlflow.sh SOURCE_DIR}
+python=python3.9
+venv=/opt/mlflow
+state=/var/lib/mlflow
+config=/etc/mlflow
+libexec=/usr/local/libexec/mlflow
+
+step() {
+  echo "==> $*"
+}
+
+# Installs only the Debian packages that are missing, so a base image that
+# already has them needs no package index at all.
+apt_install() {
+  local missing=()
+  local pkg
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null \
+      | grep -q 'install ok installed' || missing+=("$pkg")
+  done
+  if (( ${#missing[@]} == 0 )); then
+    return 0
+  fi
+  step "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+install_python() {
+  if ! command -v "$python" >/dev/null; then
+    apt_install software-properties-common
+    step "adding ppa:deadsnakes/ppa"
+    add-apt-repository -y "ppa:deadsnakes/ppa"
+  fi
+  apt_install "$python" "$python-venv" sqlite3
+}
+
+create_user() {
+  if ! id mlflow >/dev/null 2>&1; then
+    step "creating system user mlflow"
+    useradd --system --user-group --home-dir "$state" --no-create-home \
+      --shell /usr/sbin/nologin mlflow
+  fi
+  install -d -o mlflow -g mlflow -m 0750 "$state" "$state/artifacts"
+  install -d -o root -g mlflow -m 0750 "$config"
+}
+
+install_venv() {
+  if [[ ! -x $venv/bin/python ]]; then
+    step "creating venv $venv"
+    "$python" -m venv "$venv"
+  fi
+  step "installing MLflow 3.1.4 (hash-checked)"
+  "$venv/bin/pip" install --no-cache-dir --disable-pip-version-check \
+    --require-hashes --no-deps -r "$src/requirements.txt"
+  install -m 0644 "$src/requirements.txt" "$venv/requirements.txt"
+}
+
+# Writes KEY=VALUE into mlflow.env, replacing the line that sets KEY.
+set_setting() {
+  local key=$1 value=$2
+  sed -i "s|^${key}=.*|${key}=${value}|" "$config/mlflow.env"
+}
+
+install_service() {
+  step "installing mlflow.service"
+  install -d -m 0755 "$libexec"
+  install -m 0755 "$src/mlflow-server" "$libexec/mlflow-server"
+  install -m 0644 "$src/mlflow-prepare-db" "$libexec/mlflow-prepare-db"
+  install -m 0644 "$src/mlflow.service" /etc/systemd/system/mlflow.service
+  # A settings file from an earlier install holds the user's choices.
+  if [[ ! -e $config/mlflow.env ]]; then
+    install -o root -g mlflow -m 0640 "$src/mlflow.env" "$config/mlflow.env"
+  fi
+  if [[ -n ${MLFLOW_PORT:-} ]]; then
+    set_setting MLFLOW_PORT "$MLFLOW_PORT"
+  fi
+  systemctl daemon-reload
+  systemctl enable mlflow.service
+}
+
+main() {
+  if (( EUID != 0 )); then
+    echo "install-mlflow.sh: run it as root (sudo)" >&2
+    exit 1
+  fi
+  local start=$SECONDS
+  install_python
+  create_user
+  install_venv
+  install_service
+  if [[ ${MLFLOW_START:-yes} == yes ]]; then
+    step "starting mlflow.service"
+    systemctl restart mlflow.service
+  fi
+  step "MLflow 3.1.4 installed in $(( SECONDS - start )) s"
+}
+
+main "$@"
