@@ -63,7 +63,6 @@ def _cmd_build(args: argparse.Namespace) -> int:
         keep_ca_certificates=args.keep_ca_certificates,
         pip_index_url=args.pip_index_url,
         use_wheelhouse=args.wheelhouse,
-        accelerator=accel.detect(),
     )
     build.build(profiles.get(args.profile), options)
     return 0

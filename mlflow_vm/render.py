@@ -91,7 +91,7 @@ def _template_location(exc: BaseException, template: str) -> str:
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
         if filename.endswith(".j2"):
-            location = f"{Path(filename).relative_to(ROOT)}:{tb.tb_lineno}"
+            location = f"templates/{Path(filename).relative_to(TEMPLATES)}:{tb.tb_lineno}"
         tb = tb.tb_next
     return location or f"templates/{template}"
 

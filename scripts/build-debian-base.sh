@@ -61,7 +61,7 @@ check_tools() {
   fi
   if ((${#missing[@]})); then
     die "missing ${missing[*]}; install: apt-get install" \
-      "$(printf '%s\n' "${pkgs[@]}" | sort -u | tr '\n' ' ')"
+      "$(printf '%s\n' "${pkgs[@]}" | sort -u | paste -sd ' ')"
   fi
 }
 
@@ -82,6 +82,15 @@ cleanup() {
   fi
   ((rc == 0)) || log "==> failed (exit $rc); temporary files removed"
   exit "$rc"
+}
+
+# Runs a chatty tool silently, showing its output only if it fails.
+quiet() {
+  local output
+  if ! output=$("$@" 2>&1); then
+    log "$output"
+    return 1
+  fi
 }
 
 step() {
@@ -156,6 +165,9 @@ EOF
 datasource_list: [NoCloud, ConfigDrive, None]
 # Keeps the cloud-init hostname resolvable, which sudo looks up.
 manage_etc_hosts: true
+# Bookworm's sshd no longer loads DSA keys; generating one only slows
+# first boot.
+ssh_genkeytypes: [rsa, ecdsa, ed25519]
 # The image boots with extlinux; there is no grub-pc to preseed.
 grub_dpkg:
   enabled: false
@@ -190,8 +202,7 @@ LABEL debian
   INITRD /initrd.img
   APPEND root=UUID=$uuid ro console=tty0 console=ttyS0,115200n8
 EOF
-  extlinux --install "$mnt/boot/extlinux" 2>&1 | grep -v '^/' >&2 || true
-  [[ -e $mnt/boot/extlinux/ldlinux.sys ]] || die "extlinux --install failed"
+  quiet extlinux --install "$mnt/boot/extlinux"
   dd if="$MBR_BIN" of="$raw" bs=440 count=1 conv=notrunc status=none
 }
 
@@ -199,7 +210,7 @@ finish_fs() {
   # Hands freed blocks back as holes, so qemu-img skips them.
   fstrim "$mnt"
   umount "$mnt"
-  e2fsck -f -n "$loop" >/dev/null
+  quiet e2fsck -f -n "$loop"
   losetup -d "$loop"
   loop=''
 }
@@ -232,6 +243,8 @@ main() {
   trap 'exit 129' HUP
   # Same directory as the output so the final mv is an atomic rename.
   work=$(mktemp -d "${out%/*}/.${out##*/}.tmp.XXXXXX")
+  # apt downloads as _apt, which cannot enter mktemp's 0700 directory.
+  chmod 755 "$work"
   raw=$work/disk.raw
   mnt=$work/root
   uuid=$(cat /proc/sys/kernel/random/uuid)

@@ -33,7 +33,7 @@ build {
     inline = [
       "export PIP_CERT=/etc/ssl/certs/ca-certificates.crt",
       "if [ -n \"$INDEX_URL\" ]; then export PIP_INDEX_URL=\"$INDEX_URL\"; fi",
-      "if [ -n \"$PACKER_HTTP_ADDR\" ]; then export PIP_NO_INDEX=1 PIP_FIND_LINKS=\"http://$PACKER_HTTP_ADDR/\"; fi",
+      "if [ -n \"$PACKER_HTTP_ADDR\" ]; then export PIP_NO_INDEX=1 PIP_FIND_LINKS=\"http://$PACKER_HTTP_ADDR/\" PIP_TRUSTED_HOST=\"$${PACKER_HTTP_ADDR%:*}\"; fi",
       "/tmp/mlflow-install/install-mlflow.sh /tmp/mlflow-install",
     ]
   }

@@ -1,0 +1,82 @@
+# MLflow tracking server VM images. `make` alone lists targets and variables.
+
+UBUNTU ?= 24.04
+DISTRO ?=
+PROFILE := $(if $(DISTRO),$(DISTRO),ubuntu-$(UBUNTU))
+PORT ?= 5000
+IMAGE ?= output/$(PROFILE)/mlflow-$(PROFILE).qcow2
+TEST_PROFILE := debian-12
+TEST_IMAGE := output/$(TEST_PROFILE)/mlflow-$(TEST_PROFILE).qcow2
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CLI := $(PY) -m mlflow_vm
+SOURCES := $(shell find profiles templates requirements/mlflow-* scripts/build-debian-base.sh \
+             mlflow_vm/build.py -type f 2>/dev/null)
+
+export PROFILE PORT ACCEL BASE_IMAGE BASE_IMAGE_CHECKSUM CA_CERTIFICATES \
+  KEEP_CA_CERTIFICATES PIP_INDEX_URL WHEELHOUSE FORCE
+
+.DEFAULT_GOAL := help
+.PHONY: help deps render lint unit base image test e2e verify lock profiles clean
+
+help: ## Show the targets and variables
+	@echo "Usage: make TARGET [VARIABLE=value ...]"
+	@echo
+	@echo "Targets:"
+	@awk -F ':.*## ' '/^[a-z0-9-]+:.*## / { printf "  %-10s %s\n", $$1, $$2 }' \
+	  $(MAKEFILE_LIST)
+	@echo
+	@echo "Variables:"
+	@echo "  UBUNTU=22.04|24.04     Ubuntu version to build (default 24.04)"
+	@echo "  DISTRO=debian-12       build another profile instead of Ubuntu"
+	@echo "  PORT=5000              port the MLflow server listens on"
+	@echo "  ACCEL=kvm|tcg          QEMU accelerator (default: KVM when usable)"
+	@echo "  BASE_IMAGE=path|url    base image instead of the profile's"
+	@echo "  BASE_IMAGE_CHECKSUM=   sha256:<hex> or file:<SHA256SUMS> for it"
+	@echo "  CA_CERTIFICATES=file   extra CA certificates (PEM) for the build"
+	@echo "  KEEP_CA_CERTIFICATES=1 leave them in the image"
+	@echo "  PIP_INDEX_URL=url      package index for the build VM"
+	@echo "  WHEELHOUSE=no          let the build VM download wheels itself"
+	@echo "  IMAGE=path.qcow2       image for make verify"
+
+$(VENV)/.installed: requirements/dev.txt scripts/make-venv.sh
+	@scripts/install-host-packages.sh
+	@scripts/make-venv.sh $(VENV)
+
+deps: $(VENV)/.installed ## Install host packages and the Python environment
+
+profiles: deps ## List the supported profiles
+	@$(CLI) profiles
+
+render: deps ## Render templates/ into packer/ and cloud-init/
+	@$(CLI) render
+
+lint: deps ## Static checks: HCL, packer fmt/validate, cloud-init, systemd, shell
+	@$(CLI) lint
+
+unit: deps ## Fast tests: rendering, profiles, bad input (seconds)
+	@$(PY) -m pytest -q tests
+
+lock: deps ## Regenerate the hash-locked requirements of the images
+	@$(CLI) lock
+
+base: deps ## Build the project's own base image (DISTRO=debian-12)
+	@$(CLI) base --profile $(PROFILE) $(if $(FORCE),--force)
+
+image: deps ## Build the image of UBUNTU=... or DISTRO=... with Packer
+	@$(CLI) build --profile $(PROFILE)
+
+$(TEST_IMAGE): $(SOURCES) | $(VENV)/.installed
+	@$(CLI) build --profile $(TEST_PROFILE)
+
+e2e: $(TEST_IMAGE) ## Boot the debian-12 image and verify it end to end
+	@$(PY) -m pytest -v verify --image $(TEST_IMAGE) --profile $(TEST_PROFILE)
+
+test: lint unit e2e ## Everything CI runs: lint, unit tests, end to end
+
+verify: deps ## Verify a built image: IMAGE=path.qcow2 (PROFILE from UBUNTU/DISTRO)
+	@$(PY) -m pytest -v verify --image $(IMAGE) --profile $(PROFILE)
+
+clean: ## Remove built images and logs (keeps the download cache)
+	rm -rf output
