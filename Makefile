@@ -18,7 +18,7 @@ export PROFILE PORT ACCEL BASE_IMAGE BASE_IMAGE_CHECKSUM CA_CERTIFICATES \
   KEEP_CA_CERTIFICATES PIP_INDEX_URL WHEELHOUSE FORCE
 
 .DEFAULT_GOAL := help
-.PHONY: help deps render lint unit base image test e2e verify lock profiles clean
+.PHONY: help deps render lint unit base image test e2e verify lock profiles bench clean
 
 help: ## Show the targets and variables
 	@echo "Usage: make TARGET [VARIABLE=value ...]"
@@ -77,6 +77,9 @@ test: lint unit e2e ## Everything CI runs: lint, unit tests, end to end
 
 verify: deps ## Verify a built image: IMAGE=path.qcow2 (PROFILE from UBUNTU/DISTRO)
 	@$(PY) -m pytest -v verify --image $(IMAGE) --profile $(PROFILE)
+
+bench: deps ## Measure base and image builds (cold, warm), boot time, sizes
+	@$(CLI) bench --profile $(if $(DISTRO),$(DISTRO),debian-12)
 
 clean: ## Remove built images and logs (keeps the download cache)
 	rm -rf output

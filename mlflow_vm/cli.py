@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import accel, base_image, build, lint, lock, profiles, render
+from . import accel, base_image, benchmark, build, lint, lock, profiles, render
 from .errors import UserError
 
 LOG = logging.getLogger("mlflow_vm")
@@ -75,6 +75,11 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    benchmark.print_table(benchmark.run(args.profile))
+    return 0
+
+
 def _cmd_accel(args: argparse.Namespace) -> int:
     print(accel.detect())
     return 0
@@ -100,6 +105,10 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("profiles", help="list the profiles").set_defaults(func=_cmd_profiles)
     sub.add_parser("accel", help="print the accelerator builds will use").set_defaults(
         func=_cmd_accel)
+
+    cmd = sub.add_parser("bench", help="measure build and boot times and image sizes")
+    cmd.add_argument("--profile", default="debian-12", help="profile to measure")
+    cmd.set_defaults(func=_cmd_bench)
 
     cmd = sub.add_parser("base", help="build a profile's own base image")
     _profile_arg(cmd)

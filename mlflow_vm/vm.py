@@ -8,8 +8,10 @@ VM is powered off and its folder removed on exit, whatever happened.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -28,6 +30,12 @@ from .progress import format_seconds
 
 LOG = logging.getLogger(__name__)
 LOGIN = "verify"
+
+
+def _die_with_parent() -> None:
+    """Run in QEMU's child process: the kernel kills it if its parent dies."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def free_port() -> int:
@@ -123,9 +131,11 @@ class VM:
         ]
         LOG.info("Booting %s (%s); serial log %s", self.image.name, accel, self.serial_log)
         self.started = time.monotonic()
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=(self.workdir / "qemu.err").open("w")
-        )
+        with (self.workdir / "qemu.err").open("w") as errors:
+            self.process = subprocess.Popen(
+                command, stdout=subprocess.DEVNULL, stderr=errors,
+                preexec_fn=_die_with_parent,
+            )
 
     def stop(self) -> None:
         """Power the VM off and remove its scratch folder."""

@@ -122,7 +122,13 @@ make_disk() {
 
 make_rootfs() {
   local IFS=,
+  # initramfs-tools probes the root device to decide which fsck to include;
+  # that fails in a chroot, leaving the root fs unchecked at boot. Naming
+  # the type before the kernel is installed avoids the probe.
+  # shellcheck disable=SC2016 # $1 is expanded by mmdebstrap's hook shell
   mmdebstrap --variant=minbase --include="${PACKAGES[*]}" \
+    --setup-hook='mkdir -p "$1/etc/initramfs-tools/conf.d"' \
+    --setup-hook='echo FSTYPE=ext4 >"$1/etc/initramfs-tools/conf.d/fstype"' \
     --dpkgopt='path-exclude=/usr/share/man/*' \
     --dpkgopt='path-exclude=/usr/share/info/*' \
     --dpkgopt='path-exclude=/usr/share/lintian/*' \
@@ -140,8 +146,8 @@ configure_rootfs() {
   printf 'UUID=%s / ext4 errors=remount-ro 0 1\n' "$uuid" >"$mnt/etc/fstab"
   # mmdebstrap copies the build host's hostname and resolv.conf; the
   # guest gets its own from cloud-init and dhclient.
+  rm -f "$mnt/etc/hostname" "$mnt/etc/resolv.conf"
   echo debian >"$mnt/etc/hostname"
-  rm -f "$mnt/etc/resolv.conf"
   cat >"$mnt/etc/hosts" <<'EOF'
 127.0.0.1 localhost
 ::1 localhost ip6-localhost ip6-loopback
@@ -161,10 +167,12 @@ EOF
   echo LANG=C.UTF-8 >"$mnt/etc/default/locale"
   cat >"$mnt/etc/cloud/cloud.cfg.d/90_base_image.cfg" <<'EOF'
 # Probing EC2/OpenStack/... metadata URLs that do not exist stalls boot.
-# None keeps first boot working (host keys, default user) without a seed.
 datasource_list: [NoCloud, ConfigDrive, None]
 # Keeps the cloud-init hostname resolvable, which sudo looks up.
 manage_etc_hosts: true
+# Running without a seed is intended (see ds-identify.cfg), not a bug.
+warnings:
+  dsid_missing_source: off
 # Bookworm's sshd no longer loads DSA keys; generating one only slows
 # first boot.
 ssh_genkeytypes: [rsa, ecdsa, ed25519]
@@ -175,6 +183,11 @@ system_info:
   network:
     renderers: [eni]
 EOF
+  # By default ds-identify disables cloud-init when no seed is found; the
+  # image would then boot without SSH host keys and sshd would fail.
+  # notfound=enabled runs it with DataSourceNone instead.
+  echo 'policy: search,found=all,maybe=none,notfound=enabled' \
+    >"$mnt/etc/cloud/ds-identify.cfg"
   # mmdebstrap's no-recommends default would surprise image users.
   rm -f "$mnt/etc/apt/apt.conf.d/00mmdebstrap"
   # No identity baked in: cloud-init/systemd create these on first boot.

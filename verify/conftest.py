@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,15 @@ from mlflow_vm import profiles  # noqa: E402
 from mlflow_vm.vm import VM, BootOptions  # noqa: E402
 
 LOG = logging.getLogger(__name__)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Treat SIGTERM like Ctrl-C, so the VM fixtures still power off and clean up."""
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -74,5 +84,9 @@ def host(vm: VM) -> testinfra.host.Host:
     return testinfra.get_host(
         f"ssh://verify@127.0.0.1:{vm.ssh_port}",
         ssh_identity_file=str(vm.key),
-        ssh_extra_args="-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+        # One SSH connection for every command: logins are slow on an emulated CPU.
+        ssh_extra_args=(
+            "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+            f"-o ControlPath={vm.workdir}/ssh-%C"
+        ),
     )

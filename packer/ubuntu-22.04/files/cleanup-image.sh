@@ -21,9 +21,11 @@ fi
 step "removing SSH host keys; cloud-init generates new ones at first boot"
 rm -f /etc/ssh/ssh_host_*
 
-if [[ ${KEEP_CA_CERTIFICATES:-false} != true ]]; then
+shopt -s nullglob
+build_cas=(/usr/local/share/ca-certificates/cloud-init-ca-cert*)
+if [[ ${KEEP_CA_CERTIFICATES:-false} != true ]] && (( ${#build_cas[@]} )); then
   step "removing the CA certificates given for the build"
-  rm -f /usr/local/share/ca-certificates/cloud-init-ca-cert*
+  rm -f "${build_cas[@]}"
   update-ca-certificates --fresh >/dev/null
 fi
 
