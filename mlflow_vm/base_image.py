@@ -66,11 +66,20 @@ def build(profile: Profile, force: bool = False) -> Path:
             f"({profile.base_image.url}); only debian-12 is built here"
         )
     image = profile.base_image.local_path()
-    if image.is_file() and not force:
-        LOG.info("Base image %s is already built (make base FORCE=1 rebuilds it)", image)
-        return image
-    tools.require(tools.BASE)
     script = ROOT / profile.base_image.builder
+    # The builder's own checksum, kept beside the image: a changed builder
+    # means a stale base image.
+    stamp = image.with_name("builder.sha256")
+    current = sha256(script)
+    if image.is_file() and not force:
+        if stamp.is_file() and stamp.read_text().strip() == current:
+            LOG.info("Base image %s is up to date (make base FORCE=1 rebuilds it)", image)
+            return image
+        LOG.info("Base image %s predates its builder: rebuilding it", image)
+    tools.require(tools.BASE)
     with step(f"building the {profile.name} base image (a few minutes)"):
-        subprocess.run([str(script), str(image)], check=True)
+        result = subprocess.run([str(script), str(image)])
+    if result.returncode != 0:
+        raise UserError(f"building the base image failed (exit {result.returncode}); see above")
+    stamp.write_text(current + "\n")
     return image

@@ -41,3 +41,14 @@ def with_login(user_data: str, user: str, public_key: str) -> str:
 def meta_data(instance_id: str, hostname: str) -> str:
     """NoCloud meta-data naming the instance; a new id means a first boot."""
     return f"instance-id: {instance_id}\nlocal-hostname: {hostname}\n"
+
+
+def with_wheelhouse(user_data: str, url: str) -> str:
+    """Point pip at a wheelhouse instead of an index, through /etc/pip.conf."""
+    config = yaml.safe_load(user_data) or {}
+    host = url.split("://", 1)[1].split("/", 1)[0].split(":", 1)[0]
+    pip_conf = f"[global]\nno-index = true\nfind-links = {url}\ntrusted-host = {host}\n"
+    config.setdefault("write_files", []).append(
+        {"path": "/etc/pip.conf", "permissions": "0644", "content": pip_conf}
+    )
+    return "#cloud-config\n" + yaml.safe_dump(config, sort_keys=False, width=1000)

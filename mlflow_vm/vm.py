@@ -194,6 +194,27 @@ class VM:
             time.sleep(3)
         raise TimeoutError(f"no SSH login within {timeout:.0f} s\n{self.serial_tail()}")
 
+    def boot_id(self) -> str:
+        """The kernel's id of the current boot; it changes at each reboot."""
+        return self.ssh("cat /proc/sys/kernel/random/boot_id").stdout.strip()
+
+    def reboot(self, timeout: float = 900) -> None:
+        """Reboot the guest cleanly and wait until SSH works in the new boot."""
+        before = self.boot_id()
+        LOG.info("Rebooting the guest")
+        self.ssh("sudo systemctl reboot", timeout=60)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            try:
+                current = self.boot_id()
+            except subprocess.TimeoutExpired:
+                current = ""
+            if current and current != before:
+                return
+            time.sleep(5)
+        raise TimeoutError(f"the guest did not come back from a reboot\n{self.serial_tail()}")
+
     def wait_for_http(self, path: str = "/health", timeout: float = 900) -> float:
         """Wait until the MLflow server answers ``path``; return seconds since power-on."""
         deadline = time.monotonic() + timeout

@@ -8,10 +8,15 @@ serves them to the build VM over its loopback-bound HTTP server.
 
 from __future__ import annotations
 
+import functools
+import http.server
 import logging
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import UserError
@@ -66,3 +71,25 @@ def fill(profile: Profile) -> Path:
     count = sum(1 for _ in target.glob("*.whl"))
     LOG.info("Wheelhouse %s: %d wheels", target, count)
     return target
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        LOG.debug("wheelhouse: " + format, *args)
+
+
+@contextmanager
+def serve(folder: Path) -> Iterator[int]:
+    """Serve ``folder`` over HTTP on 127.0.0.1; yield the port.
+
+    A QEMU guest reaches it at 10.0.2.2 through user-mode networking.
+    """
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -49,6 +49,7 @@ check_tools() {
     [mkfs.ext4]=e2fsprogs [e2fsck]=e2fsprogs [extlinux]=extlinux
     [losetup]=mount [mount]=mount [umount]=mount [fstrim]=util-linux
     [mountpoint]=util-linux [sha256sum]=coreutils [numfmt]=coreutils
+    [usermod]=passwd
   )
   local missing=() pkgs=() tool
   for tool in "${!pkg[@]}"; do

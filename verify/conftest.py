@@ -1,9 +1,14 @@
-"""Boot one image for the whole session and hand it to the tests.
+"""Boot the image under test once per install path and hand it to the tests.
 
-``--image`` names the qcow2 to boot (never written: it runs on an overlay)
-and ``--profile`` the profile it was built from, for the versions it must
-report. One boot serves every test; it is powered off at the end, whatever
-happened.
+Two install paths lead to the same server, and the same tests check both:
+
+- ``image``: the built qcow2 (``--image``), booted as a throwaway overlay;
+- ``user-data``: the profile's plain base image booted with the standalone
+  ``cloud-init/<profile>/user-data``, as a cloud VM would be. The host serves
+  the locked wheels to it, so this path needs no package index.
+
+Each path boots one VM for all its tests, and the VM is powered off at the
+end whatever happened, Ctrl-C and SIGTERM included.
 """
 
 from __future__ import annotations
@@ -15,16 +20,21 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import mlflow
 import pytest
 import testinfra
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mlflow_vm import profiles  # noqa: E402
+from mlflow_vm import profiles, seed, wheelhouse  # noqa: E402
+from mlflow_vm.paths import CLOUD_INIT  # noqa: E402
 from mlflow_vm.vm import VM, BootOptions  # noqa: E402
 
 LOG = logging.getLogger(__name__)
+INSTALL_PATHS = ("image", "user-data")
+# Installing MLflow at first boot takes many minutes on an emulated CPU.
+FIRST_BOOT_INSTALL_TIMEOUT = 2400
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -34,11 +44,29 @@ def _interrupt(signum: int, frame: object) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     """Treat SIGTERM like Ctrl-C, so the VM fixtures still power off and clean up."""
     signal.signal(signal.SIGTERM, _interrupt)
+    config.addinivalue_line("markers", "disruptive: restarts or reboots the VM; runs last")
+    config.addinivalue_line("markers", "image_only: checks the built image file itself")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--image", help="qcow2 image to boot and verify")
     parser.addoption("--profile", default="debian-12", help="profile the image was built from")
+    parser.addoption("--base-image", help="base image for the user-data path "
+                     "(default: the profile's own, when the project builds it)")
+    parser.addoption("--install", default=",".join(INSTALL_PATHS),
+                     help="install paths to verify, comma-separated: image,user-data")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Keep each install path's tests together, its disruptive ones last."""
+    def key(item: pytest.Item) -> tuple[int, bool]:
+        params = getattr(item, "callspec", None)
+        install = params.params.get("install", "") if params else ""
+        order = INSTALL_PATHS.index(install) if install in INSTALL_PATHS else -1
+        return order, item.get_closest_marker("disruptive") is not None
+
+    items.sort(key=key)
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +77,7 @@ def profile(request: pytest.FixtureRequest) -> profiles.Profile:
 
 @pytest.fixture(scope="session")
 def image(request: pytest.FixtureRequest) -> Path:
-    """The image under test."""
+    """The built image under test."""
     value = request.config.getoption("--image")
     if not value:
         pytest.exit("verify needs --image PATH.qcow2 (make verify IMAGE=...)", returncode=2)
@@ -66,16 +94,48 @@ def manifest(image: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-@pytest.fixture(scope="session")
-def vm(image: Path) -> Iterator[VM]:
-    """The booted VM, with SSH up and MLflow answering."""
+@pytest.fixture(scope="session", params=INSTALL_PATHS)
+def install(request: pytest.FixtureRequest) -> str:
+    """The install path under test."""
+    chosen = request.config.getoption("--install").split(",")
+    if request.param not in chosen:
+        pytest.skip(f"install path {request.param} not selected (--install)")
+    return request.param
+
+
+def _boot_built_image(image: Path) -> Iterator[VM]:
     with VM(image, BootOptions()) as machine:
-        ssh_seconds = machine.wait_for_ssh()
-        health_seconds = machine.wait_for_http("/health")
-        LOG.warning(
-            "boot to SSH: %.0f s, boot to /health: %.0f s", ssh_seconds, health_seconds
-        )
+        ssh = machine.wait_for_ssh()
+        health = machine.wait_for_http("/health")
+        LOG.warning("built image: SSH after %.0f s, /health after %.0f s", ssh, health)
         yield machine
+
+
+def _boot_with_user_data(profile: profiles.Profile, base: Path) -> Iterator[VM]:
+    user_data = (CLOUD_INIT / profile.name / "user-data").read_text()
+    with wheelhouse.serve(wheelhouse.fill(profile)) as port:
+        options = BootOptions(user_data=seed.with_wheelhouse(user_data, f"http://10.0.2.2:{port}/"))
+        with VM(base, options) as machine:
+            ssh = machine.wait_for_ssh()
+            health = machine.wait_for_http("/health", timeout=FIRST_BOOT_INSTALL_TIMEOUT)
+            LOG.warning("user-data install: SSH after %.0f s, /health after %.0f s", ssh, health)
+            yield machine
+
+
+@pytest.fixture(scope="session")
+def vm(request: pytest.FixtureRequest, install: str, profile: profiles.Profile) -> Iterator[VM]:
+    """The booted VM of the install path, with SSH up and MLflow answering."""
+    if install == "image":
+        yield from _boot_built_image(request.getfixturevalue("image"))
+        return
+    given = request.config.getoption("--base-image")
+    base = Path(given) if given else profile.base_image.local_path()
+    if not base.is_file():
+        pytest.skip(
+            f"the user-data path boots the plain {profile.name} base image, and there is "
+            f"none at {base}: pass --base-image (the project builds only debian-12's)"
+        )
+    yield from _boot_with_user_data(profile, base)
 
 
 @pytest.fixture(scope="session")
@@ -90,3 +150,15 @@ def host(vm: VM) -> testinfra.host.Host:
             f"-o ControlPath={vm.workdir}/ssh-%C"
         ),
     )
+
+
+@pytest.fixture(scope="session")
+def hello_world_run(vm: VM) -> str:
+    """Log the tutorial's hello-world run from the host; return its run id."""
+    mlflow.set_tracking_uri(vm.url)
+    mlflow.set_experiment("Default")
+    with mlflow.start_run() as run:
+        mlflow.log_param("param1", 5)
+        mlflow.log_metric("metric1", 0.85)
+        mlflow.set_tag("tag1", "example")
+    return run.info.run_id

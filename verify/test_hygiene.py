@@ -1,0 +1,68 @@
+"""Nothing that identifies the build or its machine is baked into the image."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mlflow_vm.image_files import ImageFiles
+
+
+@pytest.fixture(scope="module")
+def image_files(install: str, image: Path) -> Iterator[ImageFiles]:
+    """The built image's root file system, read without booting it."""
+    if install != "image":
+        pytest.skip("checks the built image file, not a first-boot install")
+    with ImageFiles(image) as files:
+        yield files
+
+
+def test_image_has_no_ssh_host_keys(image_files: ImageFiles) -> None:
+    keys = [n for n in image_files.listdir("/etc/ssh") if n.startswith("ssh_host_")]
+    assert keys == []
+
+
+def test_image_machine_id_is_empty(image_files: ImageFiles) -> None:
+    assert image_files.read("/etc/machine-id") == b""
+
+
+def test_image_has_no_cloud_init_state(image_files: ImageFiles) -> None:
+    assert not image_files.exists("/var/lib/cloud/instance")
+    assert not image_files.exists("/var/lib/cloud/instances") or \
+        image_files.listdir("/var/lib/cloud/instances") == []
+
+
+def test_image_has_no_build_user_or_its_keys(image_files: ImageFiles, profile) -> None:
+    user = profile.ssh_username
+    passwd = image_files.read("/etc/passwd").decode()
+    assert f"\n{user}:" not in f"\n{passwd}"
+    assert not image_files.exists(f"/home/{user}")
+    assert not image_files.exists("/etc/sudoers.d/90-cloud-init-users")
+    assert not image_files.exists("/root/.ssh/authorized_keys")
+
+
+def test_image_has_no_passwords(image_files: ImageFiles) -> None:
+    for line in image_files.read("/etc/shadow").decode().splitlines():
+        name, hashed = line.split(":")[:2]
+        assert not hashed.startswith("$"), f"{name} has a password"
+
+
+def test_booted_vm_has_its_own_machine_id_and_host_keys(host) -> None:
+    machine_id = host.file("/etc/machine-id").content_string.strip()
+    assert len(machine_id) == 32
+    booted = int(float(host.check_output("cut -d' ' -f1 /proc/uptime")))
+    now = int(host.check_output("date +%s"))
+    key_made = int(host.check_output("stat -c %Y /etc/ssh/ssh_host_ed25519_key.pub"))
+    assert key_made >= now - booted - 5, "the SSH host key predates this boot"
+
+
+def test_cloud_init_ran_once_and_cleanly(host) -> None:
+    status = host.run("cloud-init status --long")
+    assert status.rc == 0, status.stdout + status.stderr
+    assert "status: done" in status.stdout
+    instances = host.check_output("sudo ls /var/lib/cloud/instances").split()
+    assert len(instances) == 1, f"cloud-init state from earlier boots: {instances}"
+    log = host.check_output("sudo cat /var/log/cloud-init.log")
+    assert " WARNING " not in log and " ERROR " not in log

@@ -1,0 +1,24 @@
+"""The guest runs the Python and MLflow its profile and build manifest name."""
+
+from __future__ import annotations
+
+import pytest
+
+from guest import VENV
+
+
+def test_venv_runs_the_profile_python(host, profile) -> None:
+    version = host.check_output(f"{VENV}/bin/python --version")
+    assert version.startswith(f"Python {profile.python_version}.")
+
+
+def test_venv_has_the_profile_mlflow(host, profile) -> None:
+    assert host.pip("mlflow", pip_path=f"{VENV}/bin/pip").version == profile.mlflow_version
+
+
+def test_build_manifest_records_the_versions_in_the_image(install, manifest, profile) -> None:
+    if install != "image":
+        pytest.skip("only a built image has a build manifest")
+    assert manifest["profile"] == profile.name
+    assert manifest["python_version"] == profile.python_version
+    assert manifest["mlflow_version"] == profile.mlflow_version
