@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import subprocess
 from pathlib import Path
 
@@ -78,7 +79,9 @@ def build(profile: Profile, force: bool = False) -> Path:
         LOG.info("Base image %s predates its builder: rebuilding it", image)
     tools.require(tools.BASE)
     with step(f"building the {profile.name} base image (a few minutes)"):
-        result = subprocess.run([str(script), str(image)])
+        # Loop devices and mounts need root.
+        sudo = ["sudo"] if os.geteuid() != 0 else []
+        result = subprocess.run([*sudo, str(script), str(image)])
     if result.returncode != 0:
         raise UserError(f"building the base image failed (exit {result.returncode}); see above")
     stamp.write_text(current + "\n")

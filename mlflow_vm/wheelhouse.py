@@ -53,7 +53,8 @@ def fill(profile: Profile) -> Path:
     command = [
         sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
         "--require-hashes", "--no-deps", "--only-binary=:all:",
-        "--python-version", version, "--implementation", "cp",
+        # A late patch release: some wheels exclude early ones (!=3.9.0).
+        "--python-version", f"{version}.99", "--implementation", "cp",
         "--abi", abi, "--abi", "abi3", "--abi", "none",
         "-r", str(profile.requirements_file), "-d", str(target),
     ]
