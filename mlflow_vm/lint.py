@@ -65,6 +65,7 @@ def check_packer_validate() -> list[str]:
                 "-var", f"base_image_checksum=sha256:{build.sha256(image)}",
                 "-var", f"ssh_private_key_file={staging / 'key'}",
                 "-var", f'seed_files=["{seed}"]',
+                "-var", f"output_directory={staging / 'output'}",
                 str(template),
             ]
             problems += [f"{name}: {p}" for p in _run(command)]

@@ -6,12 +6,17 @@ release pinned for it. Everything else about an image is shared.
 
 from __future__ import annotations
 
-import tomllib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
 from .paths import PROFILES, REQUIREMENTS, ROOT
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Ubuntu 22.04's Python 3.10
+    import tomli as tomllib
 
 
 @dataclass(frozen=True)
