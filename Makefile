@@ -5,6 +5,10 @@ DISTRO ?=
 PROFILE := $(if $(DISTRO),$(DISTRO),ubuntu-$(UBUNTU))
 PORT ?= 5000
 IMAGE ?= output/$(PROFILE)/mlflow-$(PROFILE).qcow2
+# make verify names the profile only when asked to; otherwise the image's
+# manifest.json tells.
+PROFILE_ARG := $(if $(filter command line environment,$(origin UBUNTU) $(origin DISTRO)),\
+  --profile $(PROFILE))
 TEST_PROFILE := debian-12
 TEST_IMAGE := output/$(TEST_PROFILE)/mlflow-$(TEST_PROFILE).qcow2
 
@@ -39,6 +43,7 @@ help: ## Show the targets and variables
 	@echo "  PIP_INDEX_URL=url      package index for the build VM"
 	@echo "  WHEELHOUSE=no          let the build VM download wheels itself"
 	@echo "  IMAGE=path.qcow2       image for make verify"
+	@echo "  VERIFY_ARGS=...        extra pytest options for make verify and e2e"
 
 $(VENV)/.installed: requirements/dev.txt scripts/make-venv.sh
 	@scripts/install-host-packages.sh
@@ -71,12 +76,14 @@ $(TEST_IMAGE): $(SOURCES) | $(VENV)/.installed
 	@$(CLI) build --profile $(TEST_PROFILE)
 
 e2e: $(TEST_IMAGE) ## Boot the debian-12 image and verify it end to end
-	@$(PY) -m pytest -v verify --image $(TEST_IMAGE) --profile $(TEST_PROFILE)
+	@$(PY) -m pytest -p no:cacheprovider -v -rs verify --image $(TEST_IMAGE) \
+	  $(VERIFY_ARGS)
 
 test: lint unit e2e ## Everything CI runs: lint, unit tests, end to end
 
 verify: deps ## Verify a built image: IMAGE=path.qcow2 (PROFILE from UBUNTU/DISTRO)
-	@$(PY) -m pytest -v verify --image $(IMAGE) --profile $(PROFILE)
+	@$(PY) -m pytest -p no:cacheprovider -v -rs verify --image $(IMAGE) $(PROFILE_ARG) \
+	  $(VERIFY_ARGS)
 
 bench: deps ## Measure base and image builds (cold, warm), boot time, sizes
 	@$(CLI) bench --profile $(if $(DISTRO),$(DISTRO),debian-12)

@@ -61,7 +61,7 @@ def detect() -> str:
     forced = os.environ.get("ACCEL", "").strip()
     if forced:
         if forced not in ACCELERATORS:
-            raise UserError(f"ACCEL={forced} is not supported; use one of {ACCELERATORS}")
+            raise UserError(f"ACCEL={forced} is not supported; use {' or '.join(ACCELERATORS)}")
         LOG.info("Accelerator %s (set by ACCEL)", forced)
         return forced
 

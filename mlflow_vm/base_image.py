@@ -40,7 +40,7 @@ def expected_checksum(image: Path, sums_file: Path) -> str:
     raise UserError(f"{sums_file} has no line for {image.name}")
 
 
-def verify(image: Path, checksum: str) -> None:
+def verify(image: Path, checksum: str, rebuild_hint: bool = False) -> None:
     """Check a local base image against ``sha256:<hex>`` or ``file:<SHA256SUMS>``."""
     if not image.is_file():
         raise UserError(f"base image {image} does not exist")
@@ -53,9 +53,9 @@ def verify(image: Path, checksum: str) -> None:
     with step(f"checking the checksum of {image.name}"):
         actual = sha256(image)
     if actual != expected:
+        remedy = "rebuild it with `make base FORCE=1`" if rebuild_hint else "download it again"
         raise UserError(
-            f"base image {image} has checksum {actual}, expected {expected}: "
-            "download it again or rebuild it (make base)"
+            f"base image {image} has checksum {actual}, expected {expected}: {remedy}"
         )
 
 

@@ -45,15 +45,47 @@ class BuildOptions:
     accelerator: str = ""
 
 
+SSH_PORT = 22
+CHECKSUM = re.compile(r"^(sha256:[0-9a-fA-F]{64}|file:.+)$")
+
+
 def validate_port(value: str | int) -> int:
     """Return ``value`` as a TCP port number or fail with a clear line."""
-    try:
-        port = int(value)
-    except (TypeError, ValueError):
-        port = -1
+    text = str(value)
+    port = int(text) if re.fullmatch(r"[0-9]{1,5}", text) else -1
     if not 1 <= port <= 65535:
         raise UserError(f"PORT={value} is not a TCP port; use a number from 1 to 65535")
+    if port == SSH_PORT:
+        raise UserError(f"PORT={port} is the VM's SSH port; choose another one")
     return port
+
+
+def read_ca_certificates(path: Path) -> str:
+    """Return the PEM text of ``path`` or say how to get PEM from it."""
+    if not path.is_file():
+        raise UserError(f"CA_CERTIFICATES={path}: no such file")
+    try:
+        pem = path.read_text()
+    except UnicodeDecodeError:
+        pem = ""
+    if "-----BEGIN CERTIFICATE-----" not in pem:
+        raise UserError(
+            f"CA_CERTIFICATES={path} holds no PEM certificate; convert a DER file with "
+            f"`openssl x509 -inform der -in {path} -out ca.pem`"
+        )
+    return pem
+
+
+def _check_options(options: BuildOptions) -> None:
+    """Refuse bad options before any slow step starts."""
+    validate_port(options.port)
+    if options.base_image_checksum and not CHECKSUM.match(options.base_image_checksum):
+        raise UserError(
+            f"BASE_IMAGE_CHECKSUM={options.base_image_checksum} must be "
+            "sha256:<64 hex digits> or file:<path or URL of a SHA256SUMS file>"
+        )
+    if options.ca_certificates is not None:
+        read_ca_certificates(options.ca_certificates)
 
 
 def packer_version() -> tuple[int, int]:
@@ -85,8 +117,13 @@ def _base_image_inputs(profile: Profile, options: BuildOptions) -> tuple[str, st
     url = options.base_image or profile.base_image.url
     checksum = options.base_image_checksum
     is_url = re.match(r"^[a-z]+://", url) is not None
+    if is_url and options.base_image and not checksum:
+        # The publisher's SHA256SUMS sits beside the image, as on mirrors.
+        checksum = f"file:{url.rsplit('/', 1)[0]}/SHA256SUMS"
     if not is_url:
         path = Path(url) if Path(url).is_absolute() else ROOT / url
+        if path.is_dir():
+            raise UserError(f"BASE_IMAGE={path} is a directory; name the image file")
         if not path.is_file():
             hint = (
                 f"run `make base DISTRO={profile.name}`"
@@ -102,7 +139,8 @@ def _base_image_inputs(profile: Profile, options: BuildOptions) -> tuple[str, st
             )
         if checksum.startswith("file:") and not Path(checksum[5:]).is_absolute():
             checksum = f"file:{ROOT / checksum[5:]}"
-        base_image.verify(path, checksum)
+        own = profile.base_image.is_local and not options.base_image
+        base_image.verify(path, checksum, rebuild_hint=own)
         return str(path), checksum
     return url, checksum or profile.base_image.checksum
 
@@ -119,9 +157,7 @@ def _write_seed(profile: Profile, staging: Path, options: BuildOptions) -> list[
 
     vendor = "#cloud-config\n"
     if options.ca_certificates:
-        pem = options.ca_certificates.read_text()
-        if "BEGIN CERTIFICATE" not in pem:
-            raise UserError(f"{options.ca_certificates} holds no PEM certificate")
+        pem = read_ca_certificates(options.ca_certificates)
         indented = "\n".join(f"      {line}" for line in pem.strip().splitlines())
         vendor += f"ca_certs:\n  trusted:\n    - |\n{indented}\n"
     else:
@@ -192,7 +228,14 @@ def _publish(staging_output: Path, final: Path) -> None:
 def build(profile: Profile, options: BuildOptions) -> Path:
     """Build the image of ``profile``; return the folder that holds it."""
     tools.require(tools.BUILD)
-    validate_port(options.port)
+    _check_options(options)
+    chosen_accel = options.accelerator or accel.detect()
+    edited = render.edited_by_hand()
+    if edited:
+        raise UserError(
+            f"{edited[0].relative_to(ROOT)} was edited by hand: make the change in "
+            "templates/ instead (`make render` discards the edit)"
+        )
     stale = render.check()
     if stale:
         LOG.info("Rendering templates: %s", "; ".join(stale))
@@ -201,7 +244,6 @@ def build(profile: Profile, options: BuildOptions) -> Path:
     if profile.base_image.is_local and not options.base_image:
         base_image.build(profile)
     url, checksum = _base_image_inputs(profile, options)
-    chosen_accel = options.accelerator or accel.detect()
     wheels = ""
     if options.use_wheelhouse:
         with step(f"filling the wheelhouse for Python {profile.python_version}"):
@@ -253,6 +295,7 @@ def build(profile: Profile, options: BuildOptions) -> Path:
                 "base_image": url,
                 "base_image_checksum": checksum,
                 "accelerator": chosen_accel,
+                "mlflow_port": options.port,
                 "build_seconds": round(time.monotonic() - started),
                 "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             },

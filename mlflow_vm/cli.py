@@ -51,18 +51,29 @@ def _cmd_base(args: argparse.Namespace) -> int:
     return 0
 
 
+def _flag(name: str, value: str, default: bool) -> bool:
+    """Read a yes/no setting; anything else is refused rather than guessed."""
+    text = value.strip().lower()
+    if not text:
+        return default
+    if text in ("1", "yes", "true", "on"):
+        return True
+    if text in ("0", "no", "false", "off"):
+        return False
+    raise UserError(f"{name}={value} is not yes or no")
+
+
 def _cmd_build(args: argparse.Namespace) -> int:
-    ca = Path(args.ca_certificates) if args.ca_certificates else None
-    if ca is not None and not ca.is_file():
-        raise UserError(f"CA_CERTIFICATES={ca}: no such file")
     options = build.BuildOptions(
         port=build.validate_port(args.port),
         base_image=args.base_image,
         base_image_checksum=args.base_image_checksum,
-        ca_certificates=ca,
-        keep_ca_certificates=args.keep_ca_certificates,
+        ca_certificates=Path(args.ca_certificates) if args.ca_certificates else None,
+        keep_ca_certificates=args.keep_ca_certificates
+        or _flag("KEEP_CA_CERTIFICATES", os.environ.get("KEEP_CA_CERTIFICATES", ""), False),
         pip_index_url=args.pip_index_url,
-        use_wheelhouse=args.wheelhouse,
+        use_wheelhouse=args.wheelhouse
+        and _flag("WHEELHOUSE", os.environ.get("WHEELHOUSE", ""), True),
     )
     build.build(profiles.get(args.profile), options)
     return 0
@@ -83,10 +94,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _cmd_accel(args: argparse.Namespace) -> int:
     print(accel.detect())
     return 0
-
-
-def _yes(value: str) -> bool:
-    return value.strip().lower() in ("1", "yes", "true", "on")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -126,12 +133,10 @@ def parser() -> argparse.ArgumentParser:
     cmd.add_argument("--ca-certificates", default=env("CA_CERTIFICATES", ""),
                      help="PEM file of extra CA certificates trusted during the build")
     cmd.add_argument("--keep-ca-certificates", action="store_true",
-                     default=_yes(env("KEEP_CA_CERTIFICATES", "")),
                      help="leave those certificates in the image")
     cmd.add_argument("--pip-index-url", default=env("PIP_INDEX_URL", ""),
                      help="package index for pip in the build VM")
     cmd.add_argument("--no-wheelhouse", dest="wheelhouse", action="store_false",
-                     default=env("WHEELHOUSE", "yes") != "no",
                      help="let the build VM download wheels itself")
     cmd.set_defaults(func=_cmd_build)
     return top

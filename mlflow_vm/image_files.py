@@ -21,10 +21,19 @@ class ImageFiles:
 
     def __init__(self, image: Path) -> None:
         self.image = image
-        self.workdir = Path(tempfile.mkdtemp(prefix="mlflow-vm-inspect-"))
+        self.workdir = Path()
         self.device = ""
 
     def __enter__(self) -> ImageFiles:
+        self.workdir = Path(tempfile.mkdtemp(prefix="mlflow-vm-inspect-"))
+        try:
+            self._open()
+        except BaseException:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            raise
+        return self
+
+    def _open(self) -> None:
         raw = self.workdir / "disk.raw"
         subprocess.run(
             ["qemu-img", "convert", "-O", "raw", str(self.image), str(raw)], check=True
@@ -37,7 +46,6 @@ class ImageFiles:
         root = max(table["partitions"], key=lambda part: part["size"])
         offset = root["start"] * table.get("sectorsize", 512)
         self.device = f"{raw}?offset={offset}"
-        return self
 
     def __exit__(
         self,

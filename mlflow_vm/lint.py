@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import logging
 import shutil
 import subprocess
@@ -88,8 +89,9 @@ def check_systemd_units() -> list[str]:
                 "/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True
             )
             for line in unit.read_text().splitlines():
-                if line.startswith(("ExecStart=", "ExecStartPre=")):
-                    program = root / line.split("=", 1)[1].split()[0].lstrip("/")
+                words = line.split("=", 1)[1].split() if "=" in line else []
+                if line.startswith(("ExecStart=", "ExecStartPre=")) and words:
+                    program = root / words[0].lstrip("/")
                     program.parent.mkdir(parents=True, exist_ok=True)
                     program.touch(mode=0o755)
             target = root / "etc/systemd/system/mlflow.service"
@@ -115,6 +117,19 @@ def check_shellcheck() -> list[str]:
     return _run(["shellcheck", *existing])
 
 
+def check_python_scripts() -> list[str]:
+    """The Python scripts installed in the guest parse with the oldest guest Python."""
+    oldest = min(tuple(map(int, p.python_version.split("."))) for p in
+                 profiles.load_all().values())
+    problems = []
+    for script in sorted(PACKER.glob("*/files/mlflow-prepare-db")):
+        try:
+            ast.parse(script.read_text(), str(script), feature_version=oldest[:2])
+        except SyntaxError as exc:
+            problems.append(f"{script.relative_to(ROOT)}:{exc.lineno}: {exc.msg}")
+    return problems
+
+
 CHECKS: dict[str, Check] = {
     "rendered files in sync": check_render,
     "Packer structure (python-hcl2)": check_hcl,
@@ -123,6 +138,7 @@ CHECKS: dict[str, Check] = {
     "cloud-init schema": check_cloud_init_schema,
     "systemd-analyze verify": check_systemd_units,
     "shellcheck": check_shellcheck,
+    "guest Python scripts compile": check_python_scripts,
 }
 
 

@@ -208,6 +208,21 @@ def _differs(item: Rendered) -> bool:
     return (item.path.stat().st_mode & 0o777) != item.mode
 
 
+def edited_by_hand() -> list[Path]:
+    """Rendered files that differ from their templates and are newer than every source.
+
+    Such a file was changed after the last rendering, by hand: rendering again
+    would silently throw that change away.
+    """
+    sources = [*TEMPLATES.rglob("*"), *profiles_mod.PROFILES.glob("*"),
+               *(ROOT / "requirements").glob("*.txt")]
+    newest = max(p.stat().st_mtime for p in sources if p.is_file())
+    return [
+        item.path for item in render_all()
+        if item.path.is_file() and _differs(item) and item.path.stat().st_mtime > newest
+    ]
+
+
 def check() -> list[str]:
     """List every committed file that is not what the templates render."""
     rendered = render_all()

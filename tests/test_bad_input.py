@@ -30,7 +30,7 @@ def test_unknown_ubuntu_version_lists_the_supported_ones(capsys):
     assert "UBUNTU=22.04 or 24.04" in err[0]
 
 
-@pytest.mark.parametrize("port", ["99999", "0", "http", "-5"])
+@pytest.mark.parametrize("port", ["99999", "0", "http", "-5", " 80", "5_000", "٥٠٠٠"])
 def test_port_outside_the_tcp_range_is_refused(capsys, port):
     status, err = run_cli(capsys, "build", "--profile", "debian-12", "--port", port)
     assert status == 2
@@ -94,12 +94,54 @@ def test_kvm_needs_vmx_or_svm_in_the_cpu_flags():
     assert not accel._cpu_has_virtualization("flags\t: fpu hypervisor sse\n")
 
 
-def test_ca_certificates_file_must_hold_a_certificate(tmp_path):
-    not_pem = tmp_path / "ca.pem"
-    not_pem.write_text("hello\n")
-    staging = tmp_path / "staging"
-    staging.mkdir()
-    (staging / "build_key.pub").write_text("ssh-ed25519 AAAA test\n")
-    options = build.BuildOptions(ca_certificates=not_pem)
-    with pytest.raises(UserError, match="no PEM certificate"):
-        build._write_seed(profiles.get("debian-12"), staging, options)
+def test_ssh_port_is_refused_as_the_mlflow_port(capsys):
+    status, err = run_cli(capsys, "build", "--profile", "debian-12", "--port", "22")
+    assert status == 2
+    assert err == ["error: PORT=22 is the VM's SSH port; choose another one"]
+
+
+@pytest.mark.parametrize("content", [b"hello\n", b"\x30\x82\x03\x0e\xff\xfe binary DER"])
+def test_ca_certificates_must_be_pem_and_say_how_to_convert(capsys, tmp_path, content):
+    ca = tmp_path / "ca.crt"
+    ca.write_bytes(content)
+    status, err = run_cli(capsys, "build", "--profile", "debian-12", "--ca-certificates", str(ca))
+    assert status == 2
+    assert len(err) == 1
+    assert "openssl x509 -inform der" in err[0]
+
+
+@pytest.mark.parametrize("checksum", ["md5:abc", "banana", "sha256:zzz"])
+def test_malformed_base_image_checksum_is_refused(capsys, checksum):
+    status, err = run_cli(capsys, "build", "--profile", "ubuntu-24.04",
+                          "--base-image-checksum", checksum)
+    assert status == 2
+    assert err == [f"error: BASE_IMAGE_CHECKSUM={checksum} must be sha256:<64 hex digits> "
+                   "or file:<path or URL of a SHA256SUMS file>"]
+
+
+@pytest.mark.parametrize("variable", ["WHEELHOUSE", "KEEP_CA_CERTIFICATES"])
+def test_yes_no_settings_refuse_other_words(capsys, monkeypatch, variable):
+    monkeypatch.setenv(variable, "maybe")
+    status, err = run_cli(capsys, "build", "--profile", "debian-12")
+    assert status == 2
+    assert err == [f"error: {variable}=maybe is not yes or no"]
+
+
+def test_base_image_url_takes_the_sha256sums_beside_it():
+    options = build.BuildOptions(base_image="https://mirror.example/noble/disk.img")
+    url, checksum = build._base_image_inputs(profiles.get("ubuntu-24.04"), options)
+    assert url == "https://mirror.example/noble/disk.img"
+    assert checksum == "file:https://mirror.example/noble/SHA256SUMS"
+
+
+def test_hand_edited_rendered_file_is_not_overwritten(capsys, monkeypatch):
+    rendered = paths.PACKER / "debian-12" / "files" / "mlflow.env"
+    original = rendered.read_text()
+    try:
+        rendered.write_text(original + "EXTRA=1\n")
+        status, err = run_cli(capsys, "build", "--profile", "debian-12")
+        assert status == 2
+        assert "packer/debian-12/files/mlflow.env was edited by hand" in err[0]
+        assert rendered.read_text().endswith("EXTRA=1\n")
+    finally:
+        rendered.write_text(original)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,10 +29,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from mlflow_vm import profiles, seed, wheelhouse  # noqa: E402
+from mlflow_vm.errors import UserError  # noqa: E402
 from mlflow_vm.paths import CLOUD_INIT  # noqa: E402
 from mlflow_vm.vm import VM, BootOptions  # noqa: E402
 
 LOG = logging.getLogger(__name__)
+PROFILE_KEY = pytest.StashKey[profiles.Profile]()
 INSTALL_PATHS = ("image", "user-data")
 # Installing MLflow at first boot takes many minutes on an emulated CPU.
 FIRST_BOOT_INSTALL_TIMEOUT = 2400
@@ -50,11 +53,47 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--image", help="qcow2 image to boot and verify")
-    parser.addoption("--profile", default="debian-12", help="profile the image was built from")
+    parser.addoption("--profile", help="profile the image was built from "
+                     "(default: the one its manifest.json names)")
     parser.addoption("--base-image", help="base image for the user-data path "
                      "(default: the profile's own, when the project builds it)")
     parser.addoption("--install", default=",".join(INSTALL_PATHS),
                      help="install paths to verify, comma-separated: image,user-data")
+
+
+def _image_format(path: Path) -> str:
+    result = subprocess.run(["qemu-img", "info", "--output=json", str(path)],
+                            capture_output=True, text=True)
+    return json.loads(result.stdout).get("format", "") if result.returncode == 0 else ""
+
+
+def _read_manifest(image: Path) -> dict:
+    path = image.parent / "manifest.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Check --image and --profile once, before any VM boots."""
+    config = session.config
+    value = config.getoption("--image")
+    if not value:
+        pytest.exit("verify needs --image PATH.qcow2 (make verify IMAGE=...)", returncode=2)
+    image = Path(value)
+    if not image.is_file():
+        pytest.exit(f"image {image} does not exist: build it with `make image`", returncode=2)
+    if _image_format(image) != "qcow2":
+        pytest.exit(f"{image} is not a qcow2 image", returncode=2)
+    built_from = _read_manifest(image).get("profile")
+    name = config.getoption("--profile") or built_from
+    if not name:
+        pytest.exit(f"no manifest.json beside {image}: name its profile with "
+                    "UBUNTU=... or DISTRO=...", returncode=2)
+    try:
+        config.stash[PROFILE_KEY] = profiles.get(name)
+    except UserError as exc:
+        pytest.exit(str(exc), returncode=2)
+    if built_from and name != built_from:
+        pytest.exit(f"{image} was built from {built_from}, not {name}", returncode=2)
 
 
 @pytest.hookimpl(trylast=True)
@@ -72,26 +111,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def profile(request: pytest.FixtureRequest) -> profiles.Profile:
     """The profile the image under test was built from."""
-    return profiles.get(request.config.getoption("--profile"))
+    return request.config.stash[PROFILE_KEY]
 
 
 @pytest.fixture(scope="session")
 def image(request: pytest.FixtureRequest) -> Path:
     """The built image under test."""
-    value = request.config.getoption("--image")
-    if not value:
-        pytest.exit("verify needs --image PATH.qcow2 (make verify IMAGE=...)", returncode=2)
-    path = Path(value)
-    if not path.is_file():
-        pytest.exit(f"image {path} does not exist: build it with `make image`", returncode=2)
-    return path
+    return Path(request.config.getoption("--image"))
 
 
 @pytest.fixture(scope="session")
 def manifest(image: Path) -> dict:
     """The build manifest written beside the image, empty if there is none."""
-    path = image.parent / "manifest.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return _read_manifest(image)
 
 
 @pytest.fixture(scope="session", params=INSTALL_PATHS)
@@ -103,8 +135,8 @@ def install(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-def _boot_built_image(image: Path) -> Iterator[VM]:
-    with VM(image, BootOptions()) as machine:
+def _boot_built_image(image: Path, port: int) -> Iterator[VM]:
+    with VM(image, BootOptions(guest_port=port)) as machine:
         ssh = machine.wait_for_ssh()
         health = machine.wait_for_http("/health")
         LOG.warning("built image: SSH after %.0f s, /health after %.0f s", ssh, health)
@@ -126,7 +158,8 @@ def _boot_with_user_data(profile: profiles.Profile, base: Path) -> Iterator[VM]:
 def vm(request: pytest.FixtureRequest, install: str, profile: profiles.Profile) -> Iterator[VM]:
     """The booted VM of the install path, with SSH up and MLflow answering."""
     if install == "image":
-        yield from _boot_built_image(request.getfixturevalue("image"))
+        port = request.getfixturevalue("manifest").get("mlflow_port", 5000)
+        yield from _boot_built_image(request.getfixturevalue("image"), port)
         return
     given = request.config.getoption("--base-image")
     base = Path(given) if given else profile.base_image.local_path()

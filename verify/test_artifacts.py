@@ -13,10 +13,11 @@ from mlflow_vm.vm import VM
 
 
 def test_artifact_root_exists_owned_by_mlflow_and_not_world_writable(host) -> None:
-    root = host.file(ARTIFACTS)
-    assert root.is_directory
-    assert root.user == "mlflow"
-    assert root.mode & 0o002 == 0
+    with host.sudo():
+        root = host.file(ARTIFACTS)
+        assert root.is_directory
+        assert root.user == "mlflow"
+        assert root.mode & 0o002 == 0
 
 
 def test_artifact_logged_from_the_host_lands_in_the_artifact_root(

@@ -12,15 +12,17 @@ HEAD_REVISION = (
 
 
 def test_database_file_is_at_the_configured_path(host) -> None:
-    assert host.file(DATABASE).is_file
+    with host.sudo():
+        assert host.file(DATABASE).is_file
     uri = host.check_output("sudo grep ^MLFLOW_BACKEND_STORE_URI= /etc/mlflow/mlflow.env")
     assert uri == f"MLFLOW_BACKEND_STORE_URI=sqlite:///{DATABASE}"
 
 
 def test_database_file_is_owned_by_mlflow_and_not_world_readable(host) -> None:
-    database = host.file(DATABASE)
-    assert database.user == "mlflow"
-    assert database.mode & 0o007 == 0
+    with host.sudo():
+        database = host.file(DATABASE)
+        assert database.user == "mlflow"
+        assert database.mode & 0o007 == 0
 
 
 def test_database_holds_mlflow_tables(host) -> None:
