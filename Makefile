@@ -42,6 +42,8 @@ help: ## Show the targets and variables
 	@echo "  KEEP_CA_CERTIFICATES=1 leave them in the image"
 	@echo "  PIP_INDEX_URL=url      package index for the build VM"
 	@echo "  WHEELHOUSE=no          let the build VM download wheels itself"
+	@echo "  FORCE=1                with make base: rebuild the base image"
+	@echo "  MLFLOW_VM_CACHE=dir    download cache (default ~/.cache/mlflow-vm)"
 	@echo "  IMAGE=path.qcow2       image for make verify"
 	@echo "  VERIFY_ARGS=...        extra pytest options for make verify and e2e"
 

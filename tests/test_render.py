@@ -69,7 +69,8 @@ def test_standalone_user_data_carries_the_same_files_and_lock(name):
     lock = gzip.decompress(base64.b64decode(written["requirements.txt"]["content"]))
     assert lock.decode() == profiles.get(name).requirements_file.read_text()
     assert config["runcmd"] == [[
-        "/var/tmp/mlflow-install/install-mlflow.sh", "/var/tmp/mlflow-install"]]
+        "sh", "-c", "/var/tmp/mlflow-install/install-mlflow.sh /var/tmp/mlflow-install"
+        " && rm -rf /var/tmp/mlflow-install"]]
 
 
 def test_packer_build_uses_the_profile_lock_file():
