@@ -47,13 +47,15 @@ def free_port() -> int:
 
 @dataclass
 class BootOptions:
-    """How to boot: the seed's user-data, the guest's MLflow port, resources."""
+    """How to boot: the seed's user-data, the guest's MLflow port, resources,
+    and where to keep the serial console once the VM is gone."""
 
     user_data: str = "#cloud-config\n"
     guest_port: int = 5000
     cpus: int = 2
     memory: int = 2048
     accelerator: str = ""
+    keep_serial_log: Path | None = None
 
 
 class VM:
@@ -138,7 +140,7 @@ class VM:
             )
 
     def stop(self) -> None:
-        """Power the VM off and remove its scratch folder."""
+        """Power the VM off, keep its serial log, and remove its scratch folder."""
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
@@ -147,6 +149,10 @@ class VM:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+        if self.serial_log.exists() and self.options.keep_serial_log:
+            self.options.keep_serial_log.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.serial_log, self.options.keep_serial_log)
+            LOG.info("Serial console saved to %s", self.options.keep_serial_log)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def elapsed(self) -> float:

@@ -8,7 +8,8 @@ Two install paths lead to the same server, and the same tests check both:
   the locked wheels to it, so this path needs no package index.
 
 Each path boots one VM for all its tests, and the VM is powered off at the
-end whatever happened, Ctrl-C and SIGTERM included.
+end whatever happened, Ctrl-C and SIGTERM included. Its serial console is
+kept in ``output/logs/verify-<path>-serial.log``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from mlflow_vm import profiles, seed, wheelhouse  # noqa: E402
 from mlflow_vm.errors import UserError  # noqa: E402
-from mlflow_vm.paths import CLOUD_INIT  # noqa: E402
+from mlflow_vm.paths import CLOUD_INIT, OUTPUT  # noqa: E402
 from mlflow_vm.vm import VM, BootOptions  # noqa: E402
 
 LOG = logging.getLogger(__name__)
@@ -135,8 +136,13 @@ def install(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
+def _serial_log(name: str) -> Path:
+    return OUTPUT / "logs" / f"verify-{name}-serial.log"
+
+
 def _boot_built_image(image: Path, port: int) -> Iterator[VM]:
-    with VM(image, BootOptions(guest_port=port)) as machine:
+    options = BootOptions(guest_port=port, keep_serial_log=_serial_log("image"))
+    with VM(image, options) as machine:
         ssh = machine.wait_for_ssh()
         health = machine.wait_for_http("/health")
         LOG.warning("built image: SSH after %.0f s, /health after %.0f s", ssh, health)
@@ -146,7 +152,10 @@ def _boot_built_image(image: Path, port: int) -> Iterator[VM]:
 def _boot_with_user_data(profile: profiles.Profile, base: Path) -> Iterator[VM]:
     user_data = (CLOUD_INIT / profile.name / "user-data").read_text()
     with wheelhouse.serve(wheelhouse.fill(profile)) as port:
-        options = BootOptions(user_data=seed.with_wheelhouse(user_data, f"http://10.0.2.2:{port}/"))
+        options = BootOptions(
+            user_data=seed.with_wheelhouse(user_data, f"http://10.0.2.2:{port}/"),
+            keep_serial_log=_serial_log("user-data"),
+        )
         with VM(base, options) as machine:
             ssh = machine.wait_for_ssh()
             health = machine.wait_for_http("/health", timeout=FIRST_BOOT_INSTALL_TIMEOUT)

@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 from mlflow_vm.image_files import ImageFiles
+from mlflow_vm.vm import VM, BootOptions
+
+IDENTITY = "cat /etc/machine-id /etc/ssh/ssh_host_ed25519_key.pub"
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +69,18 @@ def test_cloud_init_ran_once_and_cleanly(host) -> None:
     assert len(instances) == 1, f"cloud-init state from earlier boots: {instances}"
     log = host.check_output("sudo cat /var/log/cloud-init.log")
     assert " WARNING " not in log and " ERROR " not in log
+
+
+def test_two_clones_of_the_image_get_their_own_identity(
+    install: str, image: Path, host
+) -> None:
+    if install != "image":
+        pytest.skip("clones are made from a built image")
+    first = host.check_output(IDENTITY)
+    with VM(image, BootOptions()) as clone:
+        clone.wait_for_ssh()
+        second = clone.ssh(IDENTITY).stdout.strip()
+    machine_ids = (first.splitlines()[0], second.splitlines()[0])
+    host_keys = (first.splitlines()[1], second.splitlines()[1])
+    assert machine_ids[0] != machine_ids[1]
+    assert host_keys[0] != host_keys[1]
