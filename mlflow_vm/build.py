@@ -180,7 +180,7 @@ def _run_packer(command: list[str], log_path: Path) -> None:
             for line in proc.stdout:
                 log.write(line)
                 stamp = format_seconds(time.monotonic() - start)
-                print(f"[{stamp:>10}] {line.rstrip()}", flush=True)
+                LOG.info("[%10s] %s", stamp, line.rstrip())
             proc.wait()
         except BaseException:
             # Packer cleans up its VM and output on SIGINT.
