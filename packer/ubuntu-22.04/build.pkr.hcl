@@ -20,9 +20,9 @@ build {
     destination = "/tmp/mlflow-install/requirements.txt"
   }
 
-  # pip trusts the VM's own CA bundle, which holds any extra CA certificate
-  # the build was given, and takes wheels from the build's wheelhouse when
-  # Packer serves one.
+  # pip takes the wheels from the build's wheelhouse when Packer serves one,
+  # else from the index; install-mlflow.sh makes it trust the VM's CA bundle,
+  # which holds any extra CA certificate the build was given.
   provisioner "shell" {
     environment_vars = [
       "MLFLOW_PORT=${var.mlflow_port}",
@@ -31,7 +31,6 @@ build {
     ]
     execute_command = "chmod +x {{ .Path }}; sudo -E env {{ .Vars }} {{ .Path }}"
     inline = [
-      "export PIP_CERT=/etc/ssl/certs/ca-certificates.crt",
       "if [ -n \"$INDEX_URL\" ]; then export PIP_INDEX_URL=\"$INDEX_URL\"; fi",
       "if [ -n \"$PACKER_HTTP_ADDR\" ]; then export PIP_NO_INDEX=1 PIP_FIND_LINKS=\"http://$PACKER_HTTP_ADDR/\" PIP_TRUSTED_HOST=\"$${PACKER_HTTP_ADDR%:*}\"; fi",
       "/tmp/mlflow-install/install-mlflow.sh /tmp/mlflow-install",

@@ -58,6 +58,12 @@ create_user() {
 }
 
 install_venv() {
+  # The system's CA bundle, unlike pip's own, holds the certificates added
+  # with cloud-init's ca_certs or update-ca-certificates (proxies, private
+  # indexes).
+  if [[ -z ${PIP_CERT:-} && -f /etc/ssl/certs/ca-certificates.crt ]]; then
+    export PIP_CERT=/etc/ssl/certs/ca-certificates.crt
+  fi
   if [[ ! -x $venv/bin/python ]]; then
     step "creating venv $venv"
     "$python" -m venv "$venv"
