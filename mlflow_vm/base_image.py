@@ -40,8 +40,12 @@ def expected_checksum(image: Path, sums_file: Path) -> str:
     raise UserError(f"{sums_file} has no line for {image.name}")
 
 
-def verify(image: Path, checksum: str, rebuild_hint: bool = False) -> None:
-    """Check a local base image against ``sha256:<hex>`` or ``file:<SHA256SUMS>``."""
+def verify(image: Path, checksum: str, rebuild_hint: bool = False) -> str:
+    """Check a local base image against ``sha256:<hex>`` or ``file:<SHA256SUMS>``.
+
+    Returns:
+        The image's SHA-256, in hex.
+    """
     if not image.is_file():
         raise UserError(f"base image {image} does not exist")
     if checksum.startswith("file:"):
@@ -57,6 +61,7 @@ def verify(image: Path, checksum: str, rebuild_hint: bool = False) -> None:
         raise UserError(
             f"base image {image} has checksum {actual}, expected {expected}: {remedy}"
         )
+    return actual
 
 
 def build(profile: Profile, force: bool = False) -> Path:

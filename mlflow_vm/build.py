@@ -113,7 +113,11 @@ def _template_dir(profile: Profile, staging: Path) -> Path:
 
 
 def _base_image_inputs(profile: Profile, options: BuildOptions) -> tuple[str, str]:
-    """Resolve the base image and its checksum source; check local files."""
+    """Resolve the base image and its checksum; check local files.
+
+    A local image is checked here and handed to Packer with its exact
+    ``sha256:`` checksum, which the build manifest then records.
+    """
     url = options.base_image or profile.base_image.url
     checksum = options.base_image_checksum
     is_url = re.match(r"^[a-z]+://", url) is not None
@@ -140,8 +144,8 @@ def _base_image_inputs(profile: Profile, options: BuildOptions) -> tuple[str, st
         if checksum.startswith("file:") and not Path(checksum[5:]).is_absolute():
             checksum = f"file:{ROOT / checksum[5:]}"
         own = profile.base_image.is_local and not options.base_image
-        base_image.verify(path, checksum, rebuild_hint=own)
-        return str(path), checksum
+        digest = base_image.verify(path, checksum, rebuild_hint=own)
+        return str(path), f"sha256:{digest}"
     return url, checksum or profile.base_image.checksum
 
 
@@ -189,6 +193,12 @@ def _run_packer(command: list[str], log_path: Path) -> None:
             raise
     if proc.returncode != 0:
         raise UserError(f"packer build failed (exit {proc.returncode}); see {log_path}")
+
+
+def _relative(location: str) -> str:
+    """A path inside the repository as seen from its top; anything else as is."""
+    path = Path(location)
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else location
 
 
 def _image_facts(image: Path) -> dict[str, int]:
@@ -292,7 +302,7 @@ def build(profile: Profile, options: BuildOptions) -> Path:
             profile,
             image_dir,
             {
-                "base_image": url,
+                "base_image": _relative(url),
                 "base_image_checksum": checksum,
                 "accelerator": chosen_accel,
                 "mlflow_port": options.port,
