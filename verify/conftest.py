@@ -15,7 +15,6 @@ kept in ``output/logs/verify-<path>-serial.log``.
 from __future__ import annotations
 
 import json
-import logging
 import signal
 import subprocess
 import sys
@@ -34,7 +33,6 @@ from mlflow_vm.errors import UserError  # noqa: E402
 from mlflow_vm.paths import CLOUD_INIT, OUTPUT  # noqa: E402
 from mlflow_vm.vm import VM, BootOptions  # noqa: E402
 
-LOG = logging.getLogger(__name__)
 PROFILE_KEY = pytest.StashKey[profiles.Profile]()
 INSTALL_PATHS = ("image", "user-data")
 # Installing MLflow at first boot takes many minutes on an emulated CPU.
@@ -136,6 +134,26 @@ def install(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
+# Seconds from power-on to SSH and to /health, per install path, for the summary.
+BOOT_TIMES: dict[str, tuple[float, float]] = {}
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print how long each install path took to serve, and their ratio."""
+    if not BOOT_TIMES:
+        return
+    terminalreporter.section("boot times")
+    for install, (ssh, health) in BOOT_TIMES.items():
+        terminalreporter.write_line(
+            f"{install}: SSH after {ssh:.0f} s, MLflow /health after {health:.0f} s"
+        )
+    if len(BOOT_TIMES) == 2:
+        ratio = BOOT_TIMES["user-data"][1] / BOOT_TIMES["image"][1]
+        terminalreporter.write_line(
+            f"a first-boot install takes {ratio:.1f} times as long to serve as the baked image"
+        )
+
+
 def _serial_log(name: str) -> Path:
     return OUTPUT / "logs" / f"verify-{name}-serial.log"
 
@@ -145,7 +163,7 @@ def _boot_built_image(image: Path, port: int) -> Iterator[VM]:
     with VM(image, options) as machine:
         ssh = machine.wait_for_ssh()
         health = machine.wait_for_http("/health")
-        LOG.warning("built image: SSH after %.0f s, /health after %.0f s", ssh, health)
+        BOOT_TIMES["image"] = (ssh, health)
         yield machine
 
 
@@ -159,7 +177,7 @@ def _boot_with_user_data(profile: profiles.Profile, base: Path) -> Iterator[VM]:
         with VM(base, options) as machine:
             ssh = machine.wait_for_ssh()
             health = machine.wait_for_http("/health", timeout=FIRST_BOOT_INSTALL_TIMEOUT)
-            LOG.warning("user-data install: SSH after %.0f s, /health after %.0f s", ssh, health)
+            BOOT_TIMES["user-data"] = (ssh, health)
             yield machine
 
 
