@@ -42,7 +42,6 @@ class BuildOptions:
     use_wheelhouse: bool = True
     cpus: int = 2
     memory: int = 2048
-    accelerator: str = ""
 
 
 SSH_PORT = 22
@@ -239,7 +238,7 @@ def build(profile: Profile, options: BuildOptions) -> Path:
     """Build the image of ``profile``; return the folder that holds it."""
     tools.require(tools.BUILD)
     _check_options(options)
-    chosen_accel = options.accelerator or accel.detect()
+    chosen_accel = accel.detect()
     edited = render.edited_by_hand()
     if edited:
         raise UserError(
