@@ -16,7 +16,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CLI := $(PY) -m mlflow_vm
 SOURCES := $(shell find profiles templates requirements/mlflow-* scripts/build-debian-base.sh \
-             mlflow_vm/build.py -type f 2>/dev/null)
+             mlflow_vm/build.py mlflow_vm/render.py mlflow_vm/wheelhouse.py \
+             mlflow_vm/base_image.py mlflow_vm/profiles.py -type f 2>/dev/null)
 
 export PROFILE PORT ACCEL BASE_IMAGE BASE_IMAGE_CHECKSUM CA_CERTIFICATES \
   KEEP_CA_CERTIFICATES PIP_INDEX_URL WHEELHOUSE FORCE

@@ -71,28 +71,33 @@ def _read_manifest(image: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def _refuse(message: str) -> None:
+    """Stop before any VM boots, with one line that says what to do."""
+    raise pytest.UsageError(message)
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Check --image and --profile once, before any VM boots."""
     config = session.config
     value = config.getoption("--image")
     if not value:
-        pytest.exit("verify needs --image PATH.qcow2 (make verify IMAGE=...)", returncode=2)
+        _refuse("verify needs --image PATH.qcow2 (make verify IMAGE=...)")
     image = Path(value)
     if not image.is_file():
-        pytest.exit(f"image {image} does not exist: build it with `make image`", returncode=2)
+        _refuse(f"image {image} does not exist: build it with `make image`")
     if _image_format(image) != "qcow2":
-        pytest.exit(f"{image} is not a qcow2 image", returncode=2)
+        _refuse(f"{image} is not a qcow2 image")
     built_from = _read_manifest(image).get("profile")
     name = config.getoption("--profile") or built_from
     if not name:
-        pytest.exit(f"no manifest.json beside {image}: name its profile with "
-                    "UBUNTU=... or DISTRO=...", returncode=2)
+        _refuse(f"no manifest.json beside {image}: name its profile with "
+                    "UBUNTU=... or DISTRO=...")
     try:
         config.stash[PROFILE_KEY] = profiles.get(name)
     except UserError as exc:
-        pytest.exit(str(exc), returncode=2)
+        _refuse(str(exc))
     if built_from and name != built_from:
-        pytest.exit(f"{image} was built from {built_from}, not {name}", returncode=2)
+        _refuse(f"{image} was built from {built_from}, not {name}")
 
 
 @pytest.hookimpl(trylast=True)

@@ -28,11 +28,12 @@ build {
       "MLFLOW_PORT=${var.mlflow_port}",
       "MLFLOW_START=no",
       "INDEX_URL=${var.pip_index_url}",
+      "WHEELHOUSE_DIR=${var.wheelhouse}",
     ]
     execute_command = "chmod +x {{ .Path }}; sudo -E env {{ .Vars }} {{ .Path }}"
     inline = [
       "if [ -n \"$INDEX_URL\" ]; then export PIP_INDEX_URL=\"$INDEX_URL\"; fi",
-      "if [ -n \"$PACKER_HTTP_ADDR\" ]; then export PIP_NO_INDEX=1 PIP_FIND_LINKS=\"http://$PACKER_HTTP_ADDR/\" PIP_TRUSTED_HOST=\"$${PACKER_HTTP_ADDR%:*}\"; fi",
+      "if [ -n \"$WHEELHOUSE_DIR\" ]; then export PIP_NO_INDEX=1 PIP_FIND_LINKS=\"http://$PACKER_HTTP_ADDR/\" PIP_TRUSTED_HOST=\"$${PACKER_HTTP_ADDR%:*}\"; fi",
       "/tmp/mlflow-install/install-mlflow.sh /tmp/mlflow-install",
     ]
   }
