@@ -14,10 +14,12 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TextIO
 
 from . import accel, base_image, render, tools, wheelhouse
 from .base_image import sha256
@@ -45,6 +47,7 @@ class BuildOptions:
 
 
 SSH_PORT = 22
+PACKER_STOP_SECONDS = 30
 CHECKSUM = re.compile(r"^(sha256:[0-9a-fA-F]{64}|file:.+)$")
 
 
@@ -169,14 +172,34 @@ def _write_seed(profile: Profile, staging: Path, options: BuildOptions) -> list[
     return [str(seed / name) for name in ("user-data", "meta-data", "vendor-data")]
 
 
+def _stop_packer(proc: subprocess.Popen[str], log: TextIO) -> None:
+    """Interrupt Packer and its VM; kill them if they do not stop soon.
+
+    Packer waits for a running provisioner command before it acts on an
+    interrupt, which can take minutes; the staging folder is removed anyway.
+    """
+    LOG.info("Stopping Packer and its VM")
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.stdout is not None
+    drain = threading.Thread(target=lambda: log.writelines(proc.stdout), daemon=True)
+    drain.start()
+    try:
+        proc.wait(timeout=PACKER_STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def _run_packer(command: list[str], log_path: Path) -> None:
     """Run Packer, echoing its lines with the elapsed time, logging them all."""
     LOG.info("Packer log: %s", log_path)
     start = time.monotonic()
     env = {**os.environ, "PACKER_CACHE_DIR": str(cache_dir() / "packer")}
+    # Packer and the QEMU it starts get a process group of their own, so an
+    # interrupt can stop both, whatever state Packer is in.
     with log_path.open("w") as log, subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, bufsize=1,
+        stderr=subprocess.STDOUT, text=True, bufsize=1, start_new_session=True,
     ) as proc:
         try:
             assert proc.stdout is not None
@@ -186,9 +209,7 @@ def _run_packer(command: list[str], log_path: Path) -> None:
                 LOG.info("[%10s] %s", stamp, line.rstrip())
             proc.wait()
         except BaseException:
-            # Packer cleans up its VM and output on SIGINT.
-            proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=120)
+            _stop_packer(proc, log)
             raise
     if proc.returncode != 0:
         raise UserError(f"packer build failed (exit {proc.returncode}); see {log_path}")
