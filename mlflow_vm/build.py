@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import TextIO
 
 from . import accel, base_image, render, tools, wheelhouse
-from .base_image import sha256
 from .errors import UserError
 from .paths import CLOUD_INIT, OUTPUT, PACKER, ROOT, cache_dir
 from .profiles import Profile
@@ -236,7 +235,8 @@ def _write_manifest(profile: Profile, folder: Path, facts: dict[str, object]) ->
     manifest = {
         "profile": profile.name,
         "image": image.name,
-        "sha256": sha256(image),
+        # Packer's checksum post-processor already hashed the image.
+        "sha256": base_image.expected_checksum(image, folder / "SHA256SUMS"),
         "python_version": profile.python_version,
         "mlflow_version": profile.mlflow_version,
         **facts,

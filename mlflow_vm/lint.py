@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from . import build, hcl_check, profiles, render, tools
+from . import base_image, build, hcl_check, profiles, render, tools
 from .paths import CLOUD_INIT, PACKER, ROOT, SCRIPTS
 
 LOG = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def check_packer_validate() -> list[str]:
             command = [
                 "packer", "validate",
                 "-var", f"base_image_url={image}",
-                "-var", f"base_image_checksum=sha256:{build.sha256(image)}",
+                "-var", f"base_image_checksum=sha256:{base_image.sha256(image)}",
                 "-var", f"ssh_private_key_file={staging / 'key'}",
                 "-var", f'seed_files=["{seed}"]',
                 "-var", f"output_directory={staging / 'output'}",
