@@ -91,7 +91,8 @@ def check_systemd_units() -> list[str]:
             for line in unit.read_text().splitlines():
                 words = line.split("=", 1)[1].split() if "=" in line else []
                 if line.startswith(("ExecStart=", "ExecStartPre=")) and words:
-                    program = root / words[0].lstrip("/")
+                    # Prefixes such as + (run with full privileges) are not the path.
+                    program = root / words[0].lstrip("+-@!:").lstrip("/")
                     program.parent.mkdir(parents=True, exist_ok=True)
                     program.touch(mode=0o755)
             target = root / "etc/systemd/system/mlflow.service"
@@ -111,6 +112,7 @@ def check_shellcheck() -> list[str]:
     """shellcheck finds nothing in the scripts."""
     scripts = sorted(
         {*PACKER.glob("*/files/*.sh"), *PACKER.glob("*/files/mlflow-server"),
+         *PACKER.glob("*/files/mlflow-motd"),
          *SCRIPTS.glob("*.sh"), ROOT / ".ci" / "run"}
     )
     existing = [str(p.relative_to(ROOT)) for p in scripts if p.is_file()]
@@ -122,7 +124,8 @@ def check_python_scripts() -> list[str]:
     oldest = min(tuple(map(int, p.python_version.split("."))) for p in
                  profiles.load_all().values())
     problems = []
-    for script in sorted(PACKER.glob("*/files/mlflow-prepare-db")):
+    scripts = [*PACKER.glob("*/files/mlflow-prepare-db"), *PACKER.glob("*/files/mlflowctl")]
+    for script in sorted(scripts):
         try:
             ast.parse(script.read_text(), str(script), feature_version=oldest[:2])
         except SyntaxError as exc:

@@ -32,9 +32,12 @@ GUEST_FILES = {
     "mlflow-prepare-db": "files/mlflow-prepare-db.py.j2",
     "mlflow.service": "files/mlflow.service.j2",
     "mlflow.env": "files/mlflow.env.j2",
+    "mlflowctl": "files/mlflowctl.py.j2",
+    "mlflow-motd": "files/mlflow-motd.sh.j2",
 }
 BUILD_ONLY_FILES = {"cleanup-image.sh": "files/cleanup-image.sh.j2"}
-EXECUTABLES = {"install-mlflow.sh", "mlflow-server", "cleanup-image.sh"}
+EXECUTABLES = {"install-mlflow.sh", "mlflow-server", "cleanup-image.sh", "mlflowctl",
+               "mlflow-motd"}
 PACKER_FILES = ("plugins", "variables", "source", "build")
 
 # Defaults of the server in every image; mlflow.env changes them per VM.
@@ -69,7 +72,7 @@ class Rendered:
 
 
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
@@ -80,6 +83,8 @@ def _environment() -> jinja2.Environment:
         comment_start_string="{##",
         comment_end_string="##}",
     )
+    env.filters["gzip_b64"] = _compress
+    return env
 
 
 def _template_location(exc: BaseException, template: str) -> str:

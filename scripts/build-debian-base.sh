@@ -28,7 +28,7 @@ PACKAGES=(
   cloud-init cloud-guest-utils fdisk e2fsprogs python3
   openssh-server openssh-sftp-server sudo
   ifupdown isc-dhcp-client iproute2 netbase ca-certificates
-  locales procps
+  locales procps nftables
 )
 
 # Filled in as resources are created, so cleanup knows what to undo.

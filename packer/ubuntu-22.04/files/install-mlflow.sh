@@ -5,7 +5,7 @@
 #
 # Usage: install-mlflow.sh SOURCE_DIR
 # SOURCE_DIR holds requirements.txt, mlflow.env, mlflow.service,
-# mlflow-server and mlflow-prepare-db. pip reads its usual PIP_* variables
+# mlflow-server, mlflow-prepare-db, mlflowctl and mlflow-motd. pip reads its usual PIP_* variables
 # (PIP_INDEX_URL, PIP_FIND_LINKS, PIP_CERT, ...), so a private index or a
 # proxy's CA certificate works here too.
 #
@@ -91,6 +91,9 @@ install_service() {
   install -m 0755 "$src/mlflow-server" "$libexec/mlflow-server"
   install -m 0644 "$src/mlflow-prepare-db" "$libexec/mlflow-prepare-db"
   install -m 0644 "$src/mlflow.service" /etc/systemd/system/mlflow.service
+  install -m 0755 "$src/mlflowctl" /usr/local/bin/mlflowctl
+  install -d -m 0755 /etc/update-motd.d
+  install -m 0755 "$src/mlflow-motd" /etc/update-motd.d/60-mlflow
   # A settings file from an earlier install holds the user's choices.
   if [[ ! -e $config/mlflow.env ]]; then
     install -o root -g mlflow -m 0640 "$src/mlflow.env" "$config/mlflow.env"
