@@ -137,7 +137,8 @@ def _cmd_libvirt(args: argparse.Namespace) -> int:
 
 def _cmd_vbox(args: argparse.Namespace) -> int:
     image = _image(args.image, args.profile)
-    outputs = vbox.export_image(image, _number("CPUS", args.cpus), _number("MEMORY", args.memory))
+    outputs = vbox.export_image(image, _number("CPUS", args.cpus), _number("MEMORY", args.memory),
+                                Path(args.output_dir) if args.output_dir else None)
     LOG.info("Import and start it (SSH on 127.0.0.1:%d, MLflow on 127.0.0.1:%d):",
              vbox.SSH_HOST_PORT, image.guest_port)
     for line in vbox.import_commands(image, outputs.ova):
@@ -254,6 +255,8 @@ def parser() -> argparse.ArgumentParser:
 
     cmd = sub.add_parser("vbox", help="convert a built image to VDI and an OVA for VirtualBox")
     resources(cmd)
+    cmd.add_argument("--output-dir", default="",
+                     help="folder for the VDI and OVA (default: beside the image)")
     cmd.set_defaults(func=_cmd_vbox)
 
     cmd = sub.add_parser("seed", help="write a NoCloud seed ISO that creates a login user")

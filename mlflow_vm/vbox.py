@@ -30,10 +30,12 @@ def _os_family(profile: str) -> str:
     return "ubuntu" if profile.startswith("ubuntu") else "debian"
 
 
-def export_image(image: export.Image, cpus: int, memory_mib: int) -> Outputs:
-    """Write ``<name>.vdi`` and ``<name>.ova`` beside the qcow2."""
+def export_image(image: export.Image, cpus: int, memory_mib: int,
+                 folder: Path | None = None) -> Outputs:
+    """Write ``<name>.vdi`` and ``<name>.ova`` in ``folder``, by default beside the qcow2."""
     export.check_resources(cpus, memory_mib)
-    folder = image.path.parent
+    folder = folder or image.path.parent
+    folder.mkdir(parents=True, exist_ok=True)
     vdi = folder / f"{image.name}.vdi"
     ova = folder / f"{image.name}.ova"
     LOG.info("Converting %s (%s virtual, %s file)", image.path.name,

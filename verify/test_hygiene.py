@@ -17,7 +17,8 @@ IDENTITY = "cat /etc/machine-id /etc/ssh/ssh_host_ed25519_key.pub"
 def image_files(install: str, image: Path) -> Iterator[ImageFiles]:
     """The built image's root file system, read without booting it."""
     if install != "image":
-        pytest.skip("checks the built image file, not a first-boot install")
+        pytest.skip("checks the built qcow2 file itself, not a first-boot install "
+                    "or a converted copy")
     with ImageFiles(image) as files:
         yield files
 
