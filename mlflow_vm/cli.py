@@ -122,7 +122,8 @@ def _cmd_libvirt(args: argparse.Namespace) -> int:
         if not seed_iso.is_file():
             raise UserError(f"seed {seed_iso} does not exist: make it with `make seed`")
     domain = libvirt.Domain(name=args.name or image.name, disk=image.path, cpus=cpus,
-                            memory_mib=memory, seed=seed_iso, network=args.network)
+                            memory_mib=memory, seed=seed_iso, network=args.network,
+                            kvm=os.environ.get("ACCEL", "kvm") != "tcg")
     target = Path(args.output) if args.output else image.path.with_suffix(".xml")
     with export.atomic_path(target) as tmp:
         tmp.write_bytes(libvirt.domain_xml(domain))

@@ -66,7 +66,8 @@ def test_virt_install_line_imports_the_same_disk_and_seed(tmp_path):
     domain = libvirt.Domain(name="m", disk=tmp_path / "a b.qcow2", cpus=2, memory_mib=4096,
                             seed=tmp_path / "seed.iso")
     line = libvirt.virt_install_command(domain)
-    assert line.startswith("virt-install --import --name m --memory 4096 --vcpus 2 ")
+    assert line.startswith("virt-install --import --name m --virt-type kvm --memory 4096 "
+                           "--vcpus 2 ")
     assert f"'path={tmp_path}/a b.qcow2,format=qcow2,bus=virtio'" in line
     assert f"path={tmp_path}/seed.iso,device=cdrom" in line
 
@@ -128,3 +129,11 @@ def test_failed_conversion_leaves_no_partial_file(image, monkeypatch):
         vbox.export_image(export.inspect(image), cpus=2, memory_mib=4096)
     assert sorted(p.name for p in image.parent.iterdir()) == [
         "manifest.json", "mlflow-debian-12.qcow2"]
+
+
+def test_libvirt_domain_without_kvm_emulates_the_cpu(tmp_path, image, monkeypatch):
+    monkeypatch.setenv("ACCEL", "tcg")
+    assert cli.main(["libvirt", "--image", str(image), "-o", str(tmp_path / "d.xml")]) == 0
+    validate_domain(tmp_path / "d.xml")
+    root = ET.parse(tmp_path / "d.xml").getroot()
+    assert root.get("type") == "qemu" and root.find("cpu") is None
