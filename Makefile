@@ -19,11 +19,22 @@ SOURCES := $(shell find profiles templates requirements/mlflow-* scripts/build-d
              mlflow_vm/build.py mlflow_vm/render.py mlflow_vm/wheelhouse.py \
              mlflow_vm/base_image.py mlflow_vm/profiles.py -type f 2>/dev/null)
 
+SEED ?= output/seed.iso
+CPUS ?= 2
+MEMORY ?= 4096
+SEED_USER ?= mlflow-admin
+ALLOWED_HOSTS ?= *
+USER_DATA ?= output/$(PROFILE)-user-data
+# The first SSH public key that exists; the seed command says if none does.
+SSH_KEY ?= $(firstword $(wildcard $(addprefix $(HOME)/.ssh/,id_ed25519.pub id_ecdsa.pub \
+  id_rsa.pub)) $(HOME)/.ssh/id_ed25519.pub)
+
 export PROFILE PORT ACCEL BASE_IMAGE BASE_IMAGE_CHECKSUM CA_CERTIFICATES \
-  KEEP_CA_CERTIFICATES PIP_INDEX_URL WHEELHOUSE FORCE
+  KEEP_CA_CERTIFICATES PIP_INDEX_URL WHEELHOUSE FORCE CPUS MEMORY
 
 .DEFAULT_GOAL := help
-.PHONY: help deps render lint unit base image test e2e verify lock profiles bench clean
+.PHONY: help deps render lint unit base image test e2e verify lock profiles bench clean \
+  libvirt vbox seed user-data
 
 help: ## Show the targets and variables
 	@echo "Usage: make TARGET [VARIABLE=value ...]"
@@ -45,7 +56,14 @@ help: ## Show the targets and variables
 	@echo "  WHEELHOUSE=no          let the build VM download wheels itself"
 	@echo "  FORCE=1                with make base: rebuild the base image"
 	@echo "  MLFLOW_VM_CACHE=dir    download cache (default ~/.cache/mlflow-vm)"
-	@echo "  IMAGE=path.qcow2       image for make verify"
+	@echo "  IMAGE=path.qcow2       image for make verify, libvirt, vbox"
+	@echo "  CPUS=2 MEMORY=4096     virtual CPUs and MiB for make libvirt, vbox"
+	@echo "  SEED=output/seed.iso   seed ISO written by make seed, attached by libvirt"
+	@echo "  SSH_KEY=file.pub       public key for make seed, user-data (default ~/.ssh/id_*.pub)"
+	@echo "  SEED_USER=mlflow-admin login user make seed creates; ASK_PASSWORD=1 adds a"
+	@echo "                         console password"
+	@echo "  ALLOWED_HOSTS=* PIP_PACKAGES='a b'  settings of make user-data"
+	@echo "  USER_DATA=file         where make user-data writes (default output/<profile>-user-data)"
 	@echo "  VERIFY_ARGS=...        extra pytest options for make verify and e2e"
 
 $(VENV)/.installed: requirements/dev.txt scripts/make-venv.sh
@@ -90,6 +108,23 @@ verify: deps ## Verify a built image: IMAGE=path.qcow2 (PROFILE from UBUNTU/DIST
 
 bench: deps ## Measure base and image builds (cold, warm), boot time, sizes
 	@$(CLI) bench --profile $(if $(DISTRO),$(DISTRO),debian-12)
+
+libvirt: deps ## Write a libvirt domain XML for IMAGE (SEED= attaches a seed CD)
+	@$(CLI) libvirt --profile $(PROFILE) --image $(IMAGE) \
+	  $(if $(or $(filter command line environment,$(origin SEED)),$(wildcard $(SEED))),\
+	  --seed $(SEED))
+
+vbox: deps ## Convert IMAGE to VirtualBox: a VDI and an OVA beside it
+	@$(CLI) vbox --profile $(PROFILE) --image $(IMAGE)
+
+seed: deps ## Seed ISO with a sudo login for SSH_KEY: attach it as a CD to log in
+	@$(CLI) seed --ssh-key $(SSH_KEY) --user $(SEED_USER) -o $(SEED) \
+	  $(if $(ASK_PASSWORD),--ask-password)
+
+user-data: deps ## Cloud user-data with PORT, ALLOWED_HOSTS, PIP_PACKAGES, SSH_KEY
+	@$(CLI) user-data --profile $(PROFILE) --port $(PORT) --allowed-hosts '$(ALLOWED_HOSTS)' \
+	  $(foreach p,$(PIP_PACKAGES),--pip-package '$(p)') \
+	  $(if $(wildcard $(SSH_KEY)),--ssh-key $(SSH_KEY)) -o $(USER_DATA)
 
 clean: ## Remove built images and logs (keeps the download cache)
 	rm -rf output

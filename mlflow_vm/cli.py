@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
-from . import accel, base_image, benchmark, build, lint, lock, profiles, render
+from . import (accel, base_image, benchmark, build, export, libvirt, lint, lock, profiles,
+               render, seed, tools, user_data, vbox)
 from .errors import UserError
+from .paths import OUTPUT
 
 LOG = logging.getLogger("mlflow_vm")
 
@@ -97,6 +101,96 @@ def _cmd_accel(args: argparse.Namespace) -> int:
     return 0
 
 
+def _number(name: str, value: str) -> int:
+    if not value.isascii() or not value.isdigit():
+        raise UserError(f"{name}={value} is not a whole number")
+    return int(value)
+
+
+def _image(value: str, profile: str) -> export.Image:
+    path = Path(value) if value else OUTPUT / profile / f"mlflow-{profile}.qcow2"
+    return export.inspect(path)
+
+
+def _cmd_libvirt(args: argparse.Namespace) -> int:
+    image = _image(args.image, args.profile)
+    cpus, memory = _number("CPUS", args.cpus), _number("MEMORY", args.memory)
+    export.check_resources(cpus, memory)
+    seed_iso = None
+    if args.seed:
+        seed_iso = Path(args.seed).resolve()
+        if not seed_iso.is_file():
+            raise UserError(f"seed {seed_iso} does not exist: make it with `make seed`")
+    domain = libvirt.Domain(name=args.name or image.name, disk=image.path, cpus=cpus,
+                            memory_mib=memory, seed=seed_iso, network=args.network,
+                            kvm=os.environ.get("ACCEL", "kvm") != "tcg")
+    target = Path(args.output) if args.output else image.path.with_suffix(".xml")
+    with export.atomic_path(target) as tmp:
+        tmp.write_bytes(libvirt.domain_xml(domain))
+    LOG.info("Wrote %s", target)
+    LOG.info("Define and start it:\n  virsh define %s && virsh start %s", target, domain.name)
+    LOG.info("Or create the same VM with virt-install:\n  %s",
+             libvirt.virt_install_command(domain))
+    LOG.info("Then: virsh domifaddr %s, and open http://ADDRESS:%d/", domain.name,
+             image.guest_port)
+    return 0
+
+
+def _cmd_vbox(args: argparse.Namespace) -> int:
+    image = _image(args.image, args.profile)
+    outputs = vbox.export_image(image, _number("CPUS", args.cpus), _number("MEMORY", args.memory),
+                                Path(args.output_dir) if args.output_dir else None)
+    LOG.info("Import and start it (SSH on 127.0.0.1:%d, MLflow on 127.0.0.1:%d):",
+             vbox.SSH_HOST_PORT, image.guest_port)
+    for line in vbox.import_commands(image, outputs.ova):
+        LOG.info("  %s", line)
+    return 0
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password_file:
+        path = Path(args.password_file)
+        if not path.is_file():
+            raise UserError(f"password file {path} does not exist")
+        lines = path.read_text().splitlines()
+        return seed.hash_password(lines[0] if lines else "")
+    if not args.ask_password:
+        return ""
+    if not sys.stdin.isatty():
+        raise UserError("--ask-password needs a terminal; use --password-file FILE instead")
+    first = getpass.getpass(f"Console password for {args.user}: ")
+    if first != getpass.getpass("Again: "):
+        raise UserError("the two passwords differ; run the command again")
+    return seed.hash_password(first)
+
+
+def _cmd_seed(args: argparse.Namespace) -> int:
+    tools.require(("xorriso", "ssh-keygen", "openssl"))
+    user = seed.check_user(args.user)
+    key_path = Path(args.ssh_key).expanduser() if args.ssh_key else seed.default_ssh_key()
+    keys = seed.read_public_keys(key_path)
+    password_hash = _password(args)
+    target = Path(args.output)
+    instance_id = seed.write_login_seed(target, user, keys, password_hash)
+    LOG.info("Wrote %s (instance-id %s): user %s, SSH key %s%s", target, instance_id, user,
+             key_path, ", console password set" if password_hash else "")
+    LOG.info("Attach it to the VM as a CD-ROM before its first boot, then: ssh %s@ADDRESS", user)
+    return 0
+
+
+def _cmd_user_data(args: argparse.Namespace) -> int:
+    profile = profiles.get(args.profile)
+    keys = [key for path in args.ssh_key
+            for key in seed.read_public_keys(Path(path).expanduser())]
+    target = Path(args.output)
+    size = user_data.write(profile, target, args.port, args.allowed_hosts,
+                           args.pip_package, keys)
+    LOG.info("Wrote %s (%d bytes, cloud-init schema: valid)", target, size)
+    if size > user_data.WARN_SIZE:
+        LOG.warning("It is over 32 KiB: some clouds refuse that much user-data")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m mlflow_vm``."""
     top = argparse.ArgumentParser(prog="python -m mlflow_vm", description=__doc__)
@@ -140,6 +234,57 @@ def parser() -> argparse.ArgumentParser:
     cmd.add_argument("--no-wheelhouse", dest="wheelhouse", action="store_false",
                      help="let the build VM download wheels itself")
     cmd.set_defaults(func=_cmd_build)
+
+    def resources(cmd: argparse.ArgumentParser) -> None:
+        _profile_arg(cmd)
+        cmd.add_argument("--image", default=env("IMAGE", ""),
+                         help="qcow2 image (default output/<profile>/mlflow-<profile>.qcow2)")
+        cmd.add_argument("--cpus", default=env("CPUS") or str(export.DEFAULT_CPUS),
+                         help="virtual CPUs")
+        cmd.add_argument("--memory", default=env("MEMORY") or str(export.DEFAULT_MEMORY_MIB),
+                         help="memory in MiB")
+
+    cmd = sub.add_parser("libvirt", help="write a libvirt domain XML for a built image")
+    resources(cmd)
+    cmd.add_argument("--seed", default=env("SEED", ""), help="seed ISO to attach as a CD-ROM")
+    cmd.add_argument("--name", default=env("NAME", ""), help="domain name (default: image name)")
+    cmd.add_argument("--network", default=env("NETWORK") or "default",
+                     help="libvirt network (default: default)")
+    cmd.add_argument("-o", "--output", default="",
+                     help="XML file to write (default: beside the image, .xml)")
+    cmd.set_defaults(func=_cmd_libvirt)
+
+    cmd = sub.add_parser("vbox", help="convert a built image to VDI and an OVA for VirtualBox")
+    resources(cmd)
+    cmd.add_argument("--output-dir", default="",
+                     help="folder for the VDI and OVA (default: beside the image)")
+    cmd.set_defaults(func=_cmd_vbox)
+
+    cmd = sub.add_parser("seed", help="write a NoCloud seed ISO that creates a login user")
+    cmd.add_argument("--ssh-key", default=env("SSH_KEY", ""),
+                     help="SSH public key file (default: ~/.ssh/id_ed25519.pub, "
+                     "id_ecdsa.pub or id_rsa.pub, the first that exists)")
+    cmd.add_argument("--user", default=env("SEED_USER") or seed.DEFAULT_USER,
+                     help=f"login name (default {seed.DEFAULT_USER})")
+    cmd.add_argument("--ask-password", action="store_true",
+                     help="prompt for a console password (stored hashed)")
+    cmd.add_argument("--password-file", default="",
+                     help="read the console password from the first line of FILE")
+    cmd.add_argument("-o", "--output", default=env("SEED") or str(OUTPUT / "seed.iso"),
+                     help="ISO to write (default output/seed.iso)")
+    cmd.set_defaults(func=_cmd_seed)
+
+    cmd = sub.add_parser("user-data", help="write cloud VM user-data with your settings")
+    _profile_arg(cmd)
+    cmd.add_argument("--port", default=env("PORT") or "5000", help="MLflow port")
+    cmd.add_argument("--allowed-hosts", default="*",
+                     help="Host headers served, comma-separated (default *)")
+    cmd.add_argument("--pip-package", action="append", default=[],
+                     help="extra package for the server's venv (repeatable; not hash-checked)")
+    cmd.add_argument("--ssh-key", action="append", default=[],
+                     help="SSH public key file for the default user (repeatable)")
+    cmd.add_argument("-o", "--output", required=True, help="file to write")
+    cmd.set_defaults(func=_cmd_user_data)
     return top
 
 

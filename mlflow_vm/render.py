@@ -47,6 +47,7 @@ SERVER = {
     "allowed_hosts": "*",
     "workers": "auto",
     "request_timeout": 600,
+    "extra_pip_packages": "",
 }
 GUEST_PATHS = {
     "venv": "/opt/mlflow",
@@ -152,6 +153,7 @@ def render_profile(profile: Profile) -> list[Rendered]:
             "cloud-init/user-data.j2",
             files=guest,
             requirements_gz_b64=_compress(lock),
+            ssh_keys=[],
         )
         build_user_data = render("cloud-init/build-user-data.j2")
         build_meta_data = render("cloud-init/build-meta-data.j2")
@@ -173,6 +175,24 @@ def render_profile(profile: Profile) -> list[Rendered]:
         Rendered(cloud_dir / "build" / "meta-data", build_meta_data),
     ]
     return files
+
+
+def custom_user_data(profile: Profile, server: dict[str, Any], ssh_keys: list[str]) -> str:
+    """The standalone user-data of ``profile`` with other server settings and SSH keys.
+
+    ``server`` overrides entries of the default settings (port,
+    allowed_hosts, extra_pip_packages).
+    """
+    env = _environment()
+    ctx = {**context(profile), "server": {**SERVER, **server}}
+    try:
+        guest = {name: env.get_template(tpl).render(**ctx) for name, tpl in GUEST_FILES.items()}
+        return env.get_template("cloud-init/user-data.j2").render(
+            **ctx, files=guest, ssh_keys=ssh_keys,
+            requirements_gz_b64=_compress(profile.requirements_file.read_text()),
+        )
+    except FileNotFoundError as exc:
+        raise UserError(f"{exc.filename} is missing; run `make lock`") from exc
 
 
 def render_all(names: list[str] | None = None) -> list[Rendered]:

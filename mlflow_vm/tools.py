@@ -19,6 +19,9 @@ PACKAGES = {
     "cloud-init": "cloud-init",
     "shellcheck": "shellcheck",
     "systemd-analyze": "systemd",
+    "virt-xml-validate": "libvirt-clients",
+    "xmllint": "libxml2-utils",
+    "openssl": "openssl",
 }
 
 BUILD = ("packer", "qemu-system-x86_64", "qemu-img", "ssh-keygen", "xorriso")

@@ -9,6 +9,7 @@ VM is powered off and its folder removed on exit, whatever happened.
 from __future__ import annotations
 
 import ctypes
+import json
 import logging
 import shutil
 import signal
@@ -17,6 +18,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -45,10 +47,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# Writes a seed ISO at the given path that lets LOGIN in with the given key.
+SeedMaker = Callable[[Path, str], None]
+
+
 @dataclass
 class BootOptions:
     """How to boot: the seed's user-data, the guest's MLflow port, resources,
-    and where to keep the serial console once the VM is gone."""
+    and where to keep the serial console once the VM is gone.
+
+    ``make_seed`` replaces the built-in seed (``user_data`` plus a login) with
+    one made elsewhere, e.g. by the ``seed`` command; ``seed=False`` boots
+    with no seed CD at all and ``serial=False`` with no serial port, as a
+    VirtualBox VM often is.
+    """
 
     user_data: str = "#cloud-config\n"
     guest_port: int = 5000
@@ -56,6 +68,18 @@ class BootOptions:
     memory: int = 2048
     accelerator: str = ""
     keep_serial_log: Path | None = None
+    make_seed: SeedMaker | None = None
+    seed: bool = True
+    serial: bool = True
+
+
+def disk_format(image: Path) -> str:
+    """The format qemu-img finds in ``image`` (qcow2, vdi, vmdk, raw)."""
+    result = subprocess.run(["qemu-img", "info", "--output=json", str(image)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise UserError(f"{image} is not a disk image qemu-img can read")
+    return str(json.loads(result.stdout)["format"])
 
 
 class VM:
@@ -99,8 +123,10 @@ class VM:
         """Create the overlay and seed, then start QEMU in the background."""
         tools.require(tools.BOOT)
         overlay = self.workdir / "disk.qcow2"
+        # The overlay reads the image in its own format: qcow2, or a VDI or
+        # VMDK converted for VirtualBox.
         subprocess.run(
-            ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
+            ["qemu-img", "create", "-q", "-f", "qcow2", "-F", disk_format(self.image),
              "-b", str(self.image), str(overlay)],
             check=True,
         )
@@ -110,11 +136,15 @@ class VM:
             check=True,
         )
         public_key = self.key.with_suffix(".pub").read_text().strip()
-        seed_iso = seed.write_iso(
-            self.workdir / "seed.iso",
-            seed.with_login(self.options.user_data, LOGIN, public_key),
-            seed.meta_data(f"verify-{uuid.uuid4()}", "mlflow"),
-        )
+        seed_iso = self.workdir / "seed.iso"
+        if self.options.make_seed is not None:
+            self.options.make_seed(seed_iso, str(self.key.with_suffix(".pub")))
+        elif self.options.seed:
+            seed.write_iso(
+                seed_iso,
+                seed.with_login(self.options.user_data, LOGIN, public_key),
+                seed.meta_data(f"verify-{uuid.uuid4()}", "mlflow"),
+            )
         self.ssh_port, self.http_port = free_port(), free_port()
         accel = self.options.accelerator or accel_mod.detect()
         forwards = (
@@ -125,9 +155,10 @@ class VM:
             "qemu-system-x86_64", *accel_mod.qemu_args(accel),
             "-smp", str(self.options.cpus), "-m", str(self.options.memory),
             "-nodefaults", "-display", "none", "-vga", "none",
-            "-serial", f"file:{self.serial_log}",
+            *(["-serial", f"file:{self.serial_log}"] if self.options.serial else []),
             "-drive", f"file={overlay},if=virtio,format=qcow2,discard=unmap",
-            "-drive", f"file={seed_iso},media=cdrom,readonly=on",
+            *(["-drive", f"file={seed_iso},media=cdrom,readonly=on"]
+              if seed_iso.exists() else []),
             "-netdev", f"user,id=net0,{forwards}",
             "-device", "virtio-net-pci,netdev=net0",
         ]

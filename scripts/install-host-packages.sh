@@ -7,7 +7,7 @@ packages=(
   qemu-system-x86 qemu-utils xorriso openssh-client
   mmdebstrap extlinux syslinux-common fdisk e2fsprogs
   cloud-init shellcheck packer python3-venv ca-certificates
-  chromium
+  libvirt-clients libxml2-utils openssl chromium
 )
 
 missing=()

@@ -1,6 +1,7 @@
 """Each profile renders with the right Python, pins, paths and port."""
 
 import base64
+import subprocess
 import gzip
 
 import pytest
@@ -107,3 +108,20 @@ def test_template_error_leaves_committed_files_untouched(tmp_path, monkeypatch):
         render.write(["debian-12"])
     after = {p: p.read_text() for p in (render.PACKER / "debian-12").rglob("*") if p.is_file()}
     assert before == after
+
+
+@pytest.mark.parametrize("name", ["ubuntu-22.04", "ubuntu-24.04", "debian-12"])
+def test_image_runs_cloud_init_with_the_none_datasource_when_no_seed_exists(name, tmp_path):
+    script = rendered(name)[f"packer/{name}/files/cleanup-image.sh"]
+    assert "echo 'policy: search,found=all,maybe=none,notfound=enabled' " \
+        ">/etc/cloud/ds-identify.cfg" in script
+    start = script.index("cat >/etc/cloud/cloud.cfg.d/95-mlflow-image.cfg <<'EOF'\n")
+    body = script[script.index("\n", start) + 1:script.index("\nEOF\n", start)]
+    config = yaml.safe_load(body)
+    assert config["datasource_list"][-1] == "None"
+    assert "Ec2" not in config["datasource_list"]
+    snippet = tmp_path / "95-mlflow-image.cfg"
+    snippet.write_text("#cloud-config\n" + body + "\n")
+    result = subprocess.run(["cloud-init", "schema", "--config-file", str(snippet)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -5,7 +5,14 @@ Two install paths lead to the same server, and the same tests check both:
 - ``image``: the built qcow2 (``--image``), booted as a throwaway overlay;
 - ``user-data``: the profile's plain base image booted with the standalone
   ``cloud-init/<profile>/user-data``, as a cloud VM would be. The host serves
-  the locked wheels to it, so this path needs no package index.
+  the locked wheels to it, so this path needs no package index;
+- ``vdi`` and ``vmdk``: the image converted for VirtualBox by the ``vbox``
+  command (the VDI, and the VMDK inside the OVA), booted with a seed made by
+  the ``seed`` command. They run every test but the disruptive ones, which
+  the qcow2 already runs on the same file system.
+
+``no-seed`` (in ``--install``) selects one more boot: the image with no seed
+CD and no serial port, which must still serve ``/health`` in bounded time.
 
 Each path boots one VM for all its tests, and the VM is powered off at the
 end whatever happened, Ctrl-C and SIGTERM included. Its serial console is
@@ -18,6 +25,8 @@ import json
 import signal
 import subprocess
 import sys
+import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,10 +40,12 @@ sys.path.insert(0, str(ROOT))
 from mlflow_vm import profiles, seed, wheelhouse  # noqa: E402
 from mlflow_vm.errors import UserError  # noqa: E402
 from mlflow_vm.paths import CLOUD_INIT, OUTPUT  # noqa: E402
-from mlflow_vm.vm import VM, BootOptions  # noqa: E402
+from mlflow_vm.vm import LOGIN, VM, BootOptions  # noqa: E402
 
 PROFILE_KEY = pytest.StashKey[profiles.Profile]()
-INSTALL_PATHS = ("image", "user-data")
+INSTALL_PATHS = ("image", "user-data", "vdi", "vmdk")
+CONVERTED = ("vdi", "vmdk")
+SELECTABLE = (*INSTALL_PATHS, "no-seed")
 # Installing MLflow at first boot takes many minutes on an emulated CPU.
 FIRST_BOOT_INSTALL_TIMEOUT = 2400
 
@@ -56,8 +67,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "(default: the one its manifest.json names)")
     parser.addoption("--base-image", help="base image for the user-data path "
                      "(default: the profile's own, when the project builds it)")
-    parser.addoption("--install", default=",".join(INSTALL_PATHS),
-                     help="install paths to verify, comma-separated: image,user-data")
+    parser.addoption("--install", default=",".join(SELECTABLE),
+                     help="install paths to verify, comma-separated: " + ",".join(SELECTABLE))
 
 
 def _image_format(path: Path) -> str:
@@ -98,6 +109,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         _refuse(str(exc))
     if built_from and name != built_from:
         _refuse(f"{image} was built from {built_from}, not {name}")
+    unknown = set(config.getoption("--install").split(",")) - set(SELECTABLE)
+    if unknown:
+        _refuse(f"unknown install path {', '.join(sorted(unknown))}: choose from "
+                f"{','.join(SELECTABLE)}")
 
 
 @pytest.hookimpl(trylast=True)
@@ -139,6 +154,53 @@ def install(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
+@pytest.fixture(autouse=True)
+def _converted_disks_skip_disruptive_tests(request: pytest.FixtureRequest) -> None:
+    """Restart and reboot tests run on the qcow2 only; its converted copies hold
+    the same file system, and each extra boot costs minutes on an emulated CPU."""
+    if "install" not in request.fixturenames or not request.node.get_closest_marker(
+            "disruptive"):
+        return
+    install_path = request.getfixturevalue("install")
+    if install_path in CONVERTED:
+        pytest.skip(f"disruptive tests run on the qcow2; the {install_path} disk holds the "
+                    "same file system")
+
+
+@pytest.fixture
+def boot_times() -> dict[str, tuple[float, float]]:
+    """Where a test records its boot's seconds to SSH and to /health, for the summary."""
+    return BOOT_TIMES
+
+
+# Seconds each conversion took, for the summary.
+CONVERSION_TIMES: dict[str, float] = {}
+
+
+@pytest.fixture(scope="session")
+def converted(image: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The image converted by the ``vbox`` command: its VDI, and the VMDK from its OVA."""
+    folder = tmp_path_factory.mktemp("vbox")
+    start = time.monotonic()
+    subprocess.run([sys.executable, "-m", "mlflow_vm", "vbox", "--image", str(image),
+                    "--output-dir", str(folder)], check=True, cwd=ROOT)
+    CONVERSION_TIMES["vdi and ova"] = time.monotonic() - start
+    ova = folder / f"{image.stem}.ova"
+    with tarfile.open(ova) as archive:
+        vmdk = next(m for m in archive.getmembers() if m.name.endswith(".vmdk"))
+        # The "data" filter refuses odd members; older Pythons lack it.
+        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        archive.extract(vmdk, folder, **safe)
+    return {"vdi": folder / f"{image.stem}.vdi", "vmdk": folder / vmdk.name}
+
+
+def seed_command(target: Path, public_key: str) -> None:
+    """Make a boot's seed with the project's own ``seed`` command."""
+    subprocess.run([sys.executable, "-m", "mlflow_vm", "seed", "--ssh-key", public_key,
+                    "--user", LOGIN, "-o", str(target)],
+                   check=True, cwd=ROOT, capture_output=True)
+
+
 # Seconds from power-on to SSH and to /health, per install path, for the summary.
 BOOT_TIMES: dict[str, tuple[float, float]] = {}
 
@@ -149,10 +211,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         return
     terminalreporter.section("boot times")
     for install, (ssh, health) in BOOT_TIMES.items():
-        terminalreporter.write_line(
-            f"{install}: SSH after {ssh:.0f} s, MLflow /health after {health:.0f} s"
-        )
-    if len(BOOT_TIMES) == 2:
+        login = f"SSH after {ssh:.0f} s, " if ssh else "no login, "
+        terminalreporter.write_line(f"{install}: {login}MLflow /health after {health:.0f} s")
+    for name, seconds in CONVERSION_TIMES.items():
+        terminalreporter.write_line(f"conversion to {name}: {seconds:.0f} s")
+    if "image" in BOOT_TIMES and "user-data" in BOOT_TIMES:
         ratio = BOOT_TIMES["user-data"][1] / BOOT_TIMES["image"][1]
         terminalreporter.write_line(
             f"a first-boot install takes {ratio:.1f} times as long to serve as the baked image"
@@ -163,12 +226,13 @@ def _serial_log(name: str) -> Path:
     return OUTPUT / "logs" / f"verify-{name}-serial.log"
 
 
-def _boot_built_image(image: Path, port: int) -> Iterator[VM]:
-    options = BootOptions(guest_port=port, keep_serial_log=_serial_log("image"))
+def _boot_built_image(image: Path, port: int, install: str = "image") -> Iterator[VM]:
+    options = BootOptions(guest_port=port, keep_serial_log=_serial_log(install),
+                          make_seed=seed_command if install in CONVERTED else None)
     with VM(image, options) as machine:
         ssh = machine.wait_for_ssh()
         health = machine.wait_for_http("/health")
-        BOOT_TIMES["image"] = (ssh, health)
+        BOOT_TIMES[install] = (ssh, health)
         yield machine
 
 
@@ -189,9 +253,11 @@ def _boot_with_user_data(profile: profiles.Profile, base: Path) -> Iterator[VM]:
 @pytest.fixture(scope="session")
 def vm(request: pytest.FixtureRequest, install: str, profile: profiles.Profile) -> Iterator[VM]:
     """The booted VM of the install path, with SSH up and MLflow answering."""
-    if install == "image":
+    if install == "image" or install in CONVERTED:
         port = request.getfixturevalue("manifest").get("mlflow_port", 5000)
-        yield from _boot_built_image(request.getfixturevalue("image"), port)
+        disk = (request.getfixturevalue("image") if install == "image"
+                else request.getfixturevalue("converted")[install])
+        yield from _boot_built_image(disk, port, install)
         return
     given = request.config.getoption("--base-image")
     base = Path(given) if given else profile.base_image.local_path()

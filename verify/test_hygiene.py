@@ -17,7 +17,8 @@ IDENTITY = "cat /etc/machine-id /etc/ssh/ssh_host_ed25519_key.pub"
 def image_files(install: str, image: Path) -> Iterator[ImageFiles]:
     """The built image's root file system, read without booting it."""
     if install != "image":
-        pytest.skip("checks the built image file, not a first-boot install")
+        pytest.skip("checks the built qcow2 file itself, not a first-boot install "
+                    "or a converted copy")
     with ImageFiles(image) as files:
         yield files
 
@@ -84,3 +85,15 @@ def test_two_clones_of_the_image_get_their_own_identity(
     host_keys = (first.splitlines()[1], second.splitlines()[1])
     assert machine_ids[0] != machine_ids[1]
     assert host_keys[0] != host_keys[1]
+
+
+def test_image_runs_cloud_init_when_no_seed_exists(image_files: ImageFiles) -> None:
+    policy = image_files.read("/etc/cloud/ds-identify.cfg").decode()
+    assert "notfound=enabled" in policy
+    lists = [
+        line for name in sorted(image_files.listdir("/etc/cloud/cloud.cfg.d"))
+        if name.endswith(".cfg")
+        for line in image_files.read(f"/etc/cloud/cloud.cfg.d/{name}").decode().splitlines()
+        if line.startswith("datasource_list:")
+    ]
+    assert lists and lists[-1].replace(" ", "").endswith(",None]"), lists

@@ -33,6 +33,25 @@ step "removing network settings tied to the build VM's interface"
 rm -f /etc/netplan/50-cloud-init.yaml \
   /etc/network/interfaces.d/50-cloud-init
 
+# The image goes to hypervisors (QEMU/KVM, libvirt, VirtualBox) that hand it
+# a NoCloud seed CD, a config drive, or nothing at all. cloud-init looks for
+# those alone: probing cloud metadata services that are not there stalls
+# boot for minutes. With no seed, ds-identify's default would disable
+# cloud-init (Ubuntu's images) and leave the VM without network settings,
+# since the build's are removed above; notfound=enabled runs it with the
+# None datasource instead, whose fallback network config brings up the
+# first Ethernet NIC by DHCP whatever its name or model (virtio, e1000).
+# A seed found at a later boot is a new instance and takes over.
+step "letting cloud-init set up DHCP networking when the VM has no seed"
+cat >/etc/cloud/cloud.cfg.d/95-mlflow-image.cfg <<'EOF'
+# Written by the MLflow image build: seeds come from a NoCloud CD or a
+# config drive; without either, cloud-init still runs (DataSourceNone).
+datasource_list: [NoCloud, ConfigDrive, None]
+warnings:
+  dsid_missing_source: off
+EOF
+echo 'policy: search,found=all,maybe=none,notfound=enabled' >/etc/cloud/ds-identify.cfg
+
 step "removing package lists, caches, logs and shell history"
 apt-get clean
 rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin

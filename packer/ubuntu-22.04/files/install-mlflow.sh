@@ -79,6 +79,27 @@ install_venv() {
   install -m 0644 "$src/requirements.txt" "$venv/requirements.txt"
 }
 
+# Installs MLFLOW_EXTRA_PIP_PACKAGES (environment, else the settings file)
+# into the venv. They come from the index without hash checks; the
+# versions already installed are held as constraints, so an extra package
+# cannot replace a locked one.
+install_extra_packages() {
+  local extra=${MLFLOW_EXTRA_PIP_PACKAGES:-}
+  if [[ -z $extra && -f $src/mlflow.env ]]; then
+    extra=$(sed -n 's/^MLFLOW_EXTRA_PIP_PACKAGES=//p' "$src/mlflow.env" | tail -n 1)
+  fi
+  extra=${extra//\"/}
+  local packages=()
+  read -r -a packages <<<"$extra"
+  if (( ${#packages[@]} == 0 )); then
+    return 0
+  fi
+  step "installing extra packages (not hash-checked): ${packages[*]}"
+  "$venv/bin/pip" freeze --all --exclude-editable >"$venv/constraints.txt"
+  "$venv/bin/pip" install --no-cache-dir --disable-pip-version-check \
+    -c "$venv/constraints.txt" "${packages[@]}"
+}
+
 # Writes KEY=VALUE into mlflow.env, replacing the line that sets KEY.
 set_setting() {
   local key=$1 value=$2
@@ -114,6 +135,7 @@ main() {
   install_python
   create_user
   install_venv
+  install_extra_packages
   install_service
   if [[ ${MLFLOW_START:-yes} == yes ]]; then
     step "starting mlflow.service"

@@ -1,0 +1,67 @@
+"""Standalone user-data with the user's settings, checked before it is written."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+from . import build, export, render, tools
+from .errors import UserError
+from .profiles import Profile
+
+HOST = re.compile(
+    r"^(\*|[A-Za-z0-9*]([A-Za-z0-9.*-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$")
+# A requirement specifier without spaces, quotes or options: name, extras, versions.
+PACKAGE = re.compile(
+    r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._,-]+\])?([<>=!~]=?[A-Za-z0-9.*+!,<>=~-]+)?$")
+# Clouds that take the least user-data accept 16 KiB (EC2) or 32 KiB and more.
+WARN_SIZE = 32 * 1024
+
+
+def check_allowed_hosts(value: str) -> str:
+    """Return ``value`` if it is a comma-separated list of host names or addresses."""
+    names = value.split(",")
+    if not value or not all(HOST.match(name) for name in names):
+        raise UserError(f"ALLOWED_HOSTS={value} must be host names or addresses separated "
+                        "by commas, e.g. mlflow.example.com,10.0.0.5 (or * for any)")
+    return value
+
+
+def check_package(value: str) -> str:
+    """Return ``value`` if pip reads it as one requirement, e.g. boto3 or boto3==1.35.0."""
+    if not PACKAGE.match(value):
+        raise UserError(f"PIP_PACKAGE={value!r} is not a package name with an optional "
+                        "version (boto3, boto3==1.35.0, psycopg[binary]>=3.1)")
+    return value
+
+
+def schema_problems(text: str) -> str:
+    """What ``cloud-init schema`` finds wrong with ``text``; empty if nothing."""
+    tools.require(("cloud-init",))
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="user-data-") as handle:
+        handle.write(text)
+        handle.flush()
+        result = subprocess.run(["cloud-init", "schema", "--config-file", handle.name],
+                                capture_output=True, text=True)
+    return "" if result.returncode == 0 else (result.stdout + result.stderr).strip()
+
+
+def write(profile: Profile, target: Path, port: str, allowed_hosts: str,
+          packages: list[str], ssh_keys: list[str]) -> int:
+    """Render the user-data with these settings, check it, write it; return its size."""
+    server = {
+        "port": build.validate_port(port),
+        "allowed_hosts": check_allowed_hosts(allowed_hosts),
+        "extra_pip_packages": " ".join(check_package(p) for p in packages),
+    }
+    text = render.custom_user_data(profile, server, ssh_keys)
+    problems = schema_problems(text)
+    if problems:
+        raise UserError(f"cloud-init schema rejects the user-data: {problems.splitlines()[-1]}")
+    if target.is_dir():
+        raise UserError(f"{target} is a directory; name the file to write, e.g. -o my-user-data")
+    with export.atomic_path(target) as tmp:
+        tmp.write_text(text)
+    return len(text.encode())
