@@ -97,13 +97,13 @@ $(TEST_IMAGE): $(SOURCES) | $(VENV)/.installed
 	@$(CLI) build --profile $(TEST_PROFILE)
 
 e2e: $(TEST_IMAGE) ## Boot the debian-12 image and verify it end to end
-	@$(PY) -m pytest -p no:cacheprovider -v -rs verify --image $(TEST_IMAGE) \
+	@$(PY) -m pytest -p no:cacheprovider -v -rs verify --image=$(TEST_IMAGE) \
 	  $(VERIFY_ARGS)
 
 test: lint unit e2e ## Everything CI runs: lint, unit tests, end to end
 
 verify: deps ## Verify a built image: IMAGE=path.qcow2 (PROFILE from UBUNTU/DISTRO)
-	@$(PY) -m pytest -p no:cacheprovider -v -rs verify --image $(IMAGE) $(PROFILE_ARG) \
+	@$(PY) -m pytest -p no:cacheprovider -v -rs verify --image=$(IMAGE) $(PROFILE_ARG) \
 	  $(VERIFY_ARGS)
 
 bench: deps ## Measure base and image builds (cold, warm), boot time, sizes

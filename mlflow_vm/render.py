@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import yaml
 
 from . import profiles as profiles_mod
 from .errors import UserError
@@ -108,6 +109,17 @@ def _compress(text: str) -> str:
     return base64.b64encode(data).decode()
 
 
+def _check_yaml(template: str, text: str) -> None:
+    """Refuse a rendering that is not YAML, naming the template and the line."""
+    try:
+        yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" (rendered line {mark.line + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"templates/{template} renders invalid YAML{line}: {problem}") from exc
+
+
 def context(profile: Profile) -> dict[str, Any]:
     """The variables every template of ``profile`` sees."""
     return {
@@ -162,6 +174,11 @@ def render_profile(profile: Profile) -> list[Rendered]:
         raise UserError(f"{where}: {exc.message or exc}") from exc
     except FileNotFoundError as exc:
         raise UserError(f"{exc.filename} is missing; run `make lock`") from exc
+
+    for template, text in (("cloud-init/user-data.j2", user_data),
+                           ("cloud-init/build-user-data.j2", build_user_data),
+                           ("cloud-init/build-meta-data.j2", build_meta_data)):
+        _check_yaml(template, text)
 
     packer_dir = PACKER / profile.name
     cloud_dir = CLOUD_INIT / profile.name

@@ -159,3 +159,19 @@ def test_restore_refuses_a_folder_that_is_not_a_backup(ctl, capsys, monkeypatch,
 
 def test_human_sizes(ctl):
     assert [ctl.human(n) for n in (512, 1536, 5 * 2**30)] == ["512 B", "1.5 KiB", "5.0 GiB"]
+
+
+def test_set_refuses_a_misspelt_setting_unless_asked_to_add_it(ctl, capsys, monkeypatch, tmp_path):
+    config = tmp_path / "mlflow.env"
+    config.write_text("MLFLOW_HOST=0.0.0.0\nMLFLOW_PORT=5000\n"
+                      "MLFLOW_BACKEND_STORE_URI=sqlite:////x.db\n"
+                      "MLFLOW_ARTIFACTS_DESTINATION=/srv/a\n")
+    monkeypatch.setattr(ctl, "CONFIG", config)
+    monkeypatch.setattr(ctl.os, "geteuid", lambda: 0)
+    assert ctl.main(["set", "MLFLOW_PROT=8080"]) == 2
+    assert "MLFLOW_PROT is not a setting in" in capsys.readouterr().err
+    written = []
+    monkeypatch.setattr(ctl, "write_config", lambda text, path=None: written.append(text))
+    monkeypatch.setattr(ctl.shutil, "copy2", lambda *a: None)
+    assert ctl.main(["set", "--add", "--no-restart", "AWS_DEFAULT_REGION=eu-west-1"]) == 0
+    assert written and written[0].endswith("AWS_DEFAULT_REGION=eu-west-1\n")

@@ -1,8 +1,9 @@
 """Each profile renders with the right Python, pins, paths and port."""
 
 import base64
-import subprocess
 import gzip
+import shutil
+import subprocess
 
 import pytest
 import yaml
@@ -99,6 +100,23 @@ def test_undefined_variable_names_the_template_and_line(tmp_path, monkeypatch):
         render.render_profile(profiles.get("debian-12"))
     assert "mlflow.env.j2:2" in str(excinfo.value)
     assert "no_such_setting" in str(excinfo.value)
+
+
+def test_a_template_rendering_invalid_yaml_is_refused(tmp_path, monkeypatch):
+    for template in ["cloud-init/user-data.j2", "cloud-init/build-user-data.j2",
+                     "cloud-init/build-meta-data.j2", "packer", "files"]:
+        source = render.TEMPLATES / template
+        if source.is_dir():
+            shutil.copytree(source, tmp_path / template)
+        else:
+            (tmp_path / template).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, tmp_path / template)
+    broken = tmp_path / "cloud-init/user-data.j2"
+    broken.write_text(broken.read_text() + "  - : broken: [\n")
+    monkeypatch.setattr(render, "TEMPLATES", tmp_path)
+    with pytest.raises(UserError) as excinfo:
+        render.render_profile(profiles.get("debian-12"))
+    assert str(excinfo.value).startswith("templates/cloud-init/user-data.j2 renders invalid YAML")
 
 
 def test_template_error_leaves_committed_files_untouched(tmp_path, monkeypatch):

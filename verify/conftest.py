@@ -90,29 +90,39 @@ def _refuse(message: str) -> None:
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Check --image and --profile once, before any VM boots."""
     config = session.config
+    given_profile = config.getoption("--profile")
+    if given_profile:
+        try:
+            profiles.get(given_profile)
+        except UserError as exc:
+            _refuse(str(exc))
     value = config.getoption("--image")
     if not value:
         _refuse("verify needs --image PATH.qcow2 (make verify IMAGE=...)")
     image = Path(value)
+    if image.is_dir():
+        _refuse(f"{image} is a directory: give the image file, e.g. "
+                "output/debian-12/mlflow-debian-12.qcow2")
     if not image.is_file():
         _refuse(f"image {image} does not exist: build it with `make image`")
     if _image_format(image) != "qcow2":
         _refuse(f"{image} is not a qcow2 image")
     built_from = _read_manifest(image).get("profile")
-    name = config.getoption("--profile") or built_from
+    name = given_profile or built_from
     if not name:
         _refuse(f"no manifest.json beside {image}: name its profile with "
                     "UBUNTU=... or DISTRO=...")
-    try:
-        config.stash[PROFILE_KEY] = profiles.get(name)
-    except UserError as exc:
-        _refuse(str(exc))
+    config.stash[PROFILE_KEY] = profiles.get(name)
     if built_from and name != built_from:
         _refuse(f"{image} was built from {built_from}, not {name}")
     unknown = set(config.getoption("--install").split(",")) - set(SELECTABLE)
     if unknown:
         _refuse(f"unknown install path {', '.join(sorted(unknown))}: choose from "
                 f"{','.join(SELECTABLE)}")
+    base = config.getoption("--base-image")
+    if base and not Path(base).is_file():
+        _refuse(f"base image {base} (--base-image) does not exist: give the path of "
+                "the plain cloud image the user-data path boots")
 
 
 @pytest.hookimpl(trylast=True)
