@@ -62,7 +62,7 @@ help: ## Show the targets and variables
 	@echo "  CPUS=2 MEMORY=4096     virtual CPUs and MiB for make libvirt, vbox"
 	@echo "  VM_NAME=name           libvirt domain name (default: the image's name)"
 	@echo "  LIBVIRT_NETWORK=default  libvirt network the VM joins"
-	@echo "  OUTPUT_DIR=dir         where make vbox writes (default: beside the image)"
+	@echo "  OUTPUT_DIR=dir         where make libvirt, vbox write (default: beside the image)"
 	@echo "  SEED=output/seed.iso   seed ISO written by make seed, attached by libvirt"
 	@echo "                         (output/seed.iso only when it exists)"
 	@echo "  SSH_KEY=file.pub       public key for make seed, user-data (default ~/.ssh/id_*.pub)"

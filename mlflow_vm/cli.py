@@ -148,8 +148,13 @@ def _cmd_libvirt(args: argparse.Namespace) -> int:
     domain = libvirt.Domain(name=args.name or image.name, disk=image.path, cpus=cpus,
                             memory_mib=memory, seed=seed_iso, network=args.network or "default",
                             kvm=kvm)
-    target = Path(args.output) if args.output else image.path.with_suffix(".xml")
-    with export.atomic_path(target, "IMAGE (the XML goes beside it) or -o") as tmp:
+    if args.output:
+        target = Path(args.output).expanduser()
+    elif args.output_dir:
+        target = Path(args.output_dir).expanduser() / f"{image.name}.xml"
+    else:
+        target = image.path.with_suffix(".xml")
+    with export.atomic_path(target, "OUTPUT_DIR") as tmp:
         tmp.write_bytes(libvirt.domain_xml(domain))
     LOG.info("Wrote %s", target)
     LOG.info("Define and start it:\n  virsh define %s && virsh start %s", target, domain.name)
@@ -300,6 +305,8 @@ def parser() -> argparse.ArgumentParser:
                      help="domain name (default: image name)")
     cmd.add_argument("--network", default=env("LIBVIRT_NETWORK") or "default",
                      help="libvirt network (default: default)")
+    cmd.add_argument("--output-dir", default=env("OUTPUT_DIR", ""),
+                     help="folder for the XML (default: beside the image)")
     cmd.add_argument("-o", "--output", default="",
                      help="XML file to write (default: beside the image, .xml)")
     cmd.set_defaults(func=_cmd_libvirt)
@@ -360,3 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; nothing was left half-written", file=sys.stderr)
         return 130
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"error: cannot use{where}: {exc.strerror or exc}; check the path and its "
+              "permissions, or choose another", file=sys.stderr)
+        return 2

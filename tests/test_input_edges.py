@@ -368,3 +368,19 @@ def test_libvirt_names_come_from_vm_name_and_libvirt_network(tmp_path, image, mo
     text = target.read_text()
     assert "<name>tracking</name>" in text and 'network="lan"' in text
     assert "my-laptop" not in text and "wrong" not in text
+
+
+def test_libvirt_writes_into_output_dir(tmp_path, image, monkeypatch):
+    monkeypatch.setenv("OUTPUT_DIR", str(tmp_path / "xml"))
+    assert cli.main(["libvirt", "--image", str(image)]) == 0
+    assert (tmp_path / "xml" / f"{image.stem}.xml").is_file()
+    assert not image.with_suffix(".xml").exists()
+
+
+def test_an_unexpected_os_error_is_one_line(capsys, monkeypatch):
+    def fail(args):
+        raise PermissionError(13, "Permission denied", "/somewhere")
+
+    monkeypatch.setattr(cli, "_cmd_profiles", fail)
+    status, err = run_cli(capsys, "profiles")
+    assert status == 2 and len(err) == 1 and "/somewhere" in err[0]
