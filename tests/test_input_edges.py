@@ -384,3 +384,15 @@ def test_an_unexpected_os_error_is_one_line(capsys, monkeypatch):
     monkeypatch.setattr(cli, "_cmd_profiles", fail)
     status, err = run_cli(capsys, "profiles")
     assert status == 2 and len(err) == 1 and "/somewhere" in err[0]
+
+
+@pytest.mark.parametrize("command", ["libvirt", "vbox"])
+def test_read_only_file_system_is_one_line(capsys, image, monkeypatch, command):
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(export.tempfile, "mkstemp", read_only)
+    status, err = run_cli(capsys, command, "--image", image)
+    assert status == 2 and len(err) == 1, err
+    assert "Read-only file system" in err[0] and "OUTPUT_DIR=" in err[0]
+    assert files_under(image.parent) == ["manifest.json", image.name]
