@@ -95,11 +95,15 @@ def inspect(path: Path) -> Image:
     if not isinstance(manifest, dict):
         raise UserError(f"{path} has no readable manifest.json beside it, so it is not an "
                         f"image `make image` built: {IMAGE_HINT}")
+    port = manifest.get("mlflow_port", 5000)
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        raise UserError(f"{manifest_path} gives mlflow_port={port!r}, not a TCP port: "
+                        "rebuild the image with `make image`")
     return Image(
         path=path.resolve(),
         virtual_size=int(info["virtual-size"]),
         profile=str(manifest.get("profile", "")),
-        guest_port=int(manifest.get("mlflow_port", 5000)),
+        guest_port=port,
     )
 
 

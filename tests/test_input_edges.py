@@ -396,3 +396,10 @@ def test_read_only_file_system_is_one_line(capsys, image, monkeypatch, command):
     assert status == 2 and len(err) == 1, err
     assert "Read-only file system" in err[0] and "OUTPUT_DIR=" in err[0]
     assert files_under(image.parent) == ["manifest.json", image.name]
+
+
+@pytest.mark.parametrize("port", ['"5000"', "null", "0", "true"])
+def test_manifest_with_a_bad_port_is_one_line(capsys, image, port):
+    (image.parent / "manifest.json").write_text(f'{{"profile": "debian-12", "mlflow_port": {port}}}')
+    status, err = run_cli(capsys, "libvirt", "--image", image)
+    assert status == 2 and len(err) == 1 and "mlflow_port" in err[0]
