@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from . import export
+from . import export, tools
 from .errors import UserError
 
 DEFAULT_USER = "mlflow-admin"
@@ -107,6 +107,7 @@ def _check_key_line(path: Path, number: int, line: str) -> None:
 
 def read_public_keys(path: Path) -> list[str]:
     """The OpenSSH public keys in ``path``; refuse private keys and anything else."""
+    tools.require(("ssh-keygen",))
     if path.is_dir():
         raise UserError(f"SSH_KEY={path} is a directory: name the public key file, "
                         "e.g. SSH_KEY=~/.ssh/id_ed25519.pub")

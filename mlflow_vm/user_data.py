@@ -47,7 +47,8 @@ def schema_problems(text: str) -> str:
         handle.flush()
         result = subprocess.run(["cloud-init", "schema", "--config-file", handle.name],
                                 capture_output=True, text=True)
-    return "" if result.returncode == 0 else (result.stdout + result.stderr).strip()
+    output = (result.stdout + "\n" + result.stderr).replace(handle.name, "the user-data")
+    return "" if result.returncode == 0 else output.strip()
 
 
 def summarize_problems(problems: str) -> str:
@@ -58,7 +59,7 @@ def summarize_problems(problems: str) -> str:
         if not line or line in ("Error:", "^") or line.endswith("deprecations:"):
             continue
         if MEANINGFUL.search(line):
-            kept.append(line.removeprefix("Cloud config schema errors:").strip())
+            kept.append(line.removeprefix("Cloud config schema errors:").strip().rstrip(":"))
     return "; ".join(kept) if kept else problems.strip().splitlines()[-1]
 
 

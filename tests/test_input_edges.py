@@ -403,3 +403,15 @@ def test_manifest_with_a_bad_port_is_one_line(capsys, image, port):
     (image.parent / "manifest.json").write_text(f'{{"profile": "debian-12", "mlflow_port": {port}}}')
     status, err = run_cli(capsys, "libvirt", "--image", image)
     assert status == 2 and len(err) == 1 and "mlflow_port" in err[0]
+
+
+def test_user_data_from_a_template_with_invalid_yaml_names_the_line(capsys, tmp_path,
+                                                                     monkeypatch):
+    monkeypatch.setattr(user_data.render, "custom_user_data",
+                        lambda profile, server, keys: "#cloud-config\nfoo: [1, 2\nbar: x\n")
+    target = tmp_path / "ud"
+    status, err = run_cli(capsys, "user-data", "--profile", "debian-12", "-o", target)
+    assert status == 2 and len(err) == 1
+    assert "not valid yaml" in err[0] and "line 2, column 6" in err[0]
+    assert "/tmp/" not in err[0] and not err[0].endswith("^")
+    assert not target.exists()
