@@ -139,7 +139,7 @@ def make_folder(folder: Path, variable: str, target: Path | None = None) -> None
 
 
 @contextmanager
-def atomic_path(target: Path, variable: str = "the output option") -> Iterator[Path]:
+def atomic_path(target: Path, variable: str = "-o") -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it to ``target`` on success.
 
     On any failure, interrupts included, the temporary file is removed and
