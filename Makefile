@@ -19,18 +19,20 @@ SOURCES := $(shell find profiles templates requirements/mlflow-* scripts/build-d
              mlflow_vm/build.py mlflow_vm/render.py mlflow_vm/wheelhouse.py \
              mlflow_vm/base_image.py mlflow_vm/profiles.py -type f 2>/dev/null)
 
-SEED ?= output/seed.iso
 CPUS ?= 2
 MEMORY ?= 4096
 SEED_USER ?= mlflow-admin
 ALLOWED_HOSTS ?= *
 USER_DATA ?= output/$(PROFILE)-user-data
-# The first SSH public key that exists; the seed command says if none does.
-SSH_KEY ?= $(firstword $(wildcard $(addprefix $(HOME)/.ssh/,id_ed25519.pub id_ecdsa.pub \
-  id_rsa.pub)) $(HOME)/.ssh/id_ed25519.pub)
+# SEED and SSH_KEY default in the CLI: output/seed.iso, and the first
+# ~/.ssh/id_*.pub that exists (skipped by make user-data if none does).
+# Values reach it through the environment, never spliced into a command
+# line, so spaces and quotes in them stay intact.
 
 export PROFILE PORT ACCEL BASE_IMAGE BASE_IMAGE_CHECKSUM CA_CERTIFICATES \
-  KEEP_CA_CERTIFICATES PIP_INDEX_URL WHEELHOUSE FORCE CPUS MEMORY
+  KEEP_CA_CERTIFICATES PIP_INDEX_URL WHEELHOUSE FORCE CPUS MEMORY IMAGE SEED SSH_KEY \
+  SEED_USER ASK_PASSWORD PASSWORD_FILE ALLOWED_HOSTS PIP_PACKAGES USER_DATA VM_NAME \
+  LIBVIRT_NETWORK OUTPUT_DIR
 
 .DEFAULT_GOAL := help
 .PHONY: help deps render lint unit base image test e2e verify lock profiles bench clean \
@@ -58,10 +60,15 @@ help: ## Show the targets and variables
 	@echo "  MLFLOW_VM_CACHE=dir    download cache (default ~/.cache/mlflow-vm)"
 	@echo "  IMAGE=path.qcow2       image for make verify, libvirt, vbox"
 	@echo "  CPUS=2 MEMORY=4096     virtual CPUs and MiB for make libvirt, vbox"
+	@echo "  VM_NAME=name           libvirt domain name (default: the image's name)"
+	@echo "  LIBVIRT_NETWORK=default  libvirt network the VM joins"
+	@echo "  OUTPUT_DIR=dir         where make libvirt, vbox write (default: beside the image)"
 	@echo "  SEED=output/seed.iso   seed ISO written by make seed, attached by libvirt"
+	@echo "                         (output/seed.iso only when it exists)"
 	@echo "  SSH_KEY=file.pub       public key for make seed, user-data (default ~/.ssh/id_*.pub)"
-	@echo "  SEED_USER=mlflow-admin login user make seed creates; ASK_PASSWORD=1 adds a"
-	@echo "                         console password"
+	@echo "  SEED_USER=mlflow-admin login user make seed creates"
+	@echo "  ASK_PASSWORD=yes       make seed prompts for a console password for it"
+	@echo "  PASSWORD_FILE=file     make seed reads that password from the file's first line"
 	@echo "  ALLOWED_HOSTS=* PIP_PACKAGES='a b'  settings of make user-data"
 	@echo "  USER_DATA=file         where make user-data writes (default output/<profile>-user-data)"
 	@echo "  VERIFY_ARGS=...        extra pytest options for make verify and e2e"
@@ -110,21 +117,16 @@ bench: deps ## Measure base and image builds (cold, warm), boot time, sizes
 	@$(CLI) bench --profile $(if $(DISTRO),$(DISTRO),debian-12)
 
 libvirt: deps ## Write a libvirt domain XML for IMAGE (SEED= attaches a seed CD)
-	@$(CLI) libvirt --profile $(PROFILE) --image $(IMAGE) \
-	  $(if $(or $(filter command line environment,$(origin SEED)),$(wildcard $(SEED))),\
-	  --seed $(SEED))
+	@$(CLI) libvirt
 
-vbox: deps ## Convert IMAGE to VirtualBox: a VDI and an OVA beside it
-	@$(CLI) vbox --profile $(PROFILE) --image $(IMAGE)
+vbox: deps ## Convert IMAGE to VirtualBox: a VDI and an OVA beside it (or in OUTPUT_DIR)
+	@$(CLI) vbox
 
 seed: deps ## Seed ISO with a sudo login for SSH_KEY: attach it as a CD to log in
-	@$(CLI) seed --ssh-key $(SSH_KEY) --user $(SEED_USER) -o $(SEED) \
-	  $(if $(ASK_PASSWORD),--ask-password)
+	@$(CLI) seed
 
 user-data: deps ## Cloud user-data with PORT, ALLOWED_HOSTS, PIP_PACKAGES, SSH_KEY
-	@$(CLI) user-data --profile $(PROFILE) --port $(PORT) --allowed-hosts '$(ALLOWED_HOSTS)' \
-	  $(foreach p,$(PIP_PACKAGES),--pip-package '$(p)') \
-	  $(if $(wildcard $(SSH_KEY)),--ssh-key $(SSH_KEY)) -o $(USER_DATA)
+	@$(CLI) user-data
 
 clean: ## Remove built images and logs (keeps the download cache)
 	rm -rf output

@@ -55,13 +55,19 @@ def _firmware_boots_under_kvm(seconds: float = 10.0) -> bool:
             proc.wait()
 
 
+def requested() -> str:
+    """The accelerator ``ACCEL`` in the environment names, checked; empty if unset."""
+    forced = os.environ.get("ACCEL", "").strip()
+    if forced and forced not in ACCELERATORS:
+        raise UserError(f"ACCEL={forced} is not supported; use {' or '.join(ACCELERATORS)}")
+    return forced
+
+
 @lru_cache(maxsize=1)
 def detect() -> str:
     """Return the accelerator to use; ``ACCEL`` in the environment overrides it."""
-    forced = os.environ.get("ACCEL", "").strip()
+    forced = requested()
     if forced:
-        if forced not in ACCELERATORS:
-            raise UserError(f"ACCEL={forced} is not supported; use {' or '.join(ACCELERATORS)}")
         LOG.info("Accelerator %s (set by ACCEL)", forced)
         return forced
 

@@ -107,6 +107,33 @@ def _number(name: str, value: str) -> int:
     return int(value)
 
 
+ISO9660_MAGIC = b"CD001"
+ISO9660_OFFSET = 0x8001
+
+
+def _seed_iso(value: str) -> Path | None:
+    """The seed ISO libvirt attaches: SEED=, else output/seed.iso when it exists."""
+    if not value:
+        default = OUTPUT / "seed.iso"
+        return default.resolve() if default.is_file() else None
+    path = Path(value).expanduser().resolve()
+    if path.is_dir():
+        raise UserError(f"SEED={value} is a directory: name the seed ISO file, "
+                        "e.g. SEED=output/seed.iso")
+    if not path.is_file():
+        raise UserError(f"seed {path} does not exist: make it with `make seed`")
+    try:
+        with path.open("rb") as handle:
+            handle.seek(ISO9660_OFFSET)
+            magic = handle.read(len(ISO9660_MAGIC))
+    except OSError as exc:
+        raise UserError(f"cannot read seed {path}: {exc.strerror}") from None
+    if magic != ISO9660_MAGIC:
+        raise UserError(f"SEED={value} is not an ISO 9660 image: give the ISO "
+                        "`make seed` wrote (SEED=output/seed.iso)")
+    return path
+
+
 def _image(value: str, profile: str) -> export.Image:
     path = Path(value) if value else OUTPUT / profile / f"mlflow-{profile}.qcow2"
     return export.inspect(path)
@@ -116,16 +143,18 @@ def _cmd_libvirt(args: argparse.Namespace) -> int:
     image = _image(args.image, args.profile)
     cpus, memory = _number("CPUS", args.cpus), _number("MEMORY", args.memory)
     export.check_resources(cpus, memory)
-    seed_iso = None
-    if args.seed:
-        seed_iso = Path(args.seed).resolve()
-        if not seed_iso.is_file():
-            raise UserError(f"seed {seed_iso} does not exist: make it with `make seed`")
+    kvm = (accel.requested() or "kvm") == "kvm"
+    seed_iso = _seed_iso(args.seed)
     domain = libvirt.Domain(name=args.name or image.name, disk=image.path, cpus=cpus,
-                            memory_mib=memory, seed=seed_iso, network=args.network,
-                            kvm=os.environ.get("ACCEL", "kvm") != "tcg")
-    target = Path(args.output) if args.output else image.path.with_suffix(".xml")
-    with export.atomic_path(target) as tmp:
+                            memory_mib=memory, seed=seed_iso, network=args.network or "default",
+                            kvm=kvm)
+    if args.output:
+        target = Path(args.output).expanduser()
+    elif args.output_dir:
+        target = Path(args.output_dir).expanduser() / f"{image.name}.xml"
+    else:
+        target = image.path.with_suffix(".xml")
+    with export.atomic_path(target, "OUTPUT_DIR") as tmp:
         tmp.write_bytes(libvirt.domain_xml(domain))
     LOG.info("Wrote %s", target)
     LOG.info("Define and start it:\n  virsh define %s && virsh start %s", target, domain.name)
@@ -139,7 +168,7 @@ def _cmd_libvirt(args: argparse.Namespace) -> int:
 def _cmd_vbox(args: argparse.Namespace) -> int:
     image = _image(args.image, args.profile)
     outputs = vbox.export_image(image, _number("CPUS", args.cpus), _number("MEMORY", args.memory),
-                                Path(args.output_dir) if args.output_dir else None)
+                                Path(args.output_dir).expanduser() if args.output_dir else None)
     LOG.info("Import and start it (SSH on 127.0.0.1:%d, MLflow on 127.0.0.1:%d):",
              vbox.SSH_HOST_PORT, image.guest_port)
     for line in vbox.import_commands(image, outputs.ova):
@@ -147,19 +176,34 @@ def _cmd_vbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_password(prompt: str) -> str:
+    try:
+        return getpass.getpass(prompt)
+    except EOFError:
+        raise UserError("no password was typed (end of input); run the command again, "
+                        "or use PASSWORD_FILE=FILE") from None
+
+
 def _password(args: argparse.Namespace) -> str:
     if args.password_file:
-        path = Path(args.password_file)
+        path = Path(args.password_file).expanduser()
+        if path.is_dir():
+            raise UserError(f"PASSWORD_FILE={path} is a directory: name the file whose "
+                            "first line is the password")
         if not path.is_file():
             raise UserError(f"password file {path} does not exist")
-        lines = path.read_text().splitlines()
+        try:
+            lines = path.read_text().splitlines()
+        except (OSError, UnicodeDecodeError):
+            raise UserError(f"cannot read the password file {path} as text") from None
         return seed.hash_password(lines[0] if lines else "")
-    if not args.ask_password:
+    ask = args.ask_password or _flag("ASK_PASSWORD", os.environ.get("ASK_PASSWORD", ""), False)
+    if not ask:
         return ""
     if not sys.stdin.isatty():
-        raise UserError("--ask-password needs a terminal; use --password-file FILE instead")
-    first = getpass.getpass(f"Console password for {args.user}: ")
-    if first != getpass.getpass("Again: "):
+        raise UserError("ASK_PASSWORD needs a terminal; use PASSWORD_FILE=FILE instead")
+    first = _read_password(f"Console password for {args.user}: ")
+    if first != _read_password("Again: "):
         raise UserError("the two passwords differ; run the command again")
     return seed.hash_password(first)
 
@@ -170,7 +214,9 @@ def _cmd_seed(args: argparse.Namespace) -> int:
     key_path = Path(args.ssh_key).expanduser() if args.ssh_key else seed.default_ssh_key()
     keys = seed.read_public_keys(key_path)
     password_hash = _password(args)
-    target = Path(args.output)
+    if not args.output:
+        raise UserError("SEED= is empty: name the ISO to write, e.g. SEED=output/seed.iso")
+    target = Path(args.output).expanduser()
     instance_id = seed.write_login_seed(target, user, keys, password_hash)
     LOG.info("Wrote %s (instance-id %s): user %s, SSH key %s%s", target, instance_id, user,
              key_path, ", console password set" if password_hash else "")
@@ -180,11 +226,19 @@ def _cmd_seed(args: argparse.Namespace) -> int:
 
 def _cmd_user_data(args: argparse.Namespace) -> int:
     profile = profiles.get(args.profile)
-    keys = [key for path in args.ssh_key
-            for key in seed.read_public_keys(Path(path).expanduser())]
-    target = Path(args.output)
-    size = user_data.write(profile, target, args.port, args.allowed_hosts,
-                           args.pip_package, keys)
+    key_files = [Path(path).expanduser() for path in args.ssh_key]
+    if not key_files:
+        named = os.environ.get("SSH_KEY", "")
+        if named:
+            key_files = [Path(named).expanduser()]
+        elif seed.default_ssh_key().is_file():
+            key_files = [seed.default_ssh_key()]
+    keys = [key for path in key_files for key in seed.read_public_keys(path)]
+    packages = args.pip_package or os.environ.get("PIP_PACKAGES", "").split()
+    if not args.output:
+        raise UserError("USER_DATA= is empty: name the file to write, e.g. USER_DATA=my-user-data")
+    target = Path(args.output).expanduser()
+    size = user_data.write(profile, target, args.port, args.allowed_hosts, packages, keys)
     LOG.info("Wrote %s (%d bytes, cloud-init schema: valid)", target, size)
     if size > user_data.WARN_SIZE:
         LOG.warning("It is over 32 KiB: some clouds refuse that much user-data")
@@ -247,16 +301,19 @@ def parser() -> argparse.ArgumentParser:
     cmd = sub.add_parser("libvirt", help="write a libvirt domain XML for a built image")
     resources(cmd)
     cmd.add_argument("--seed", default=env("SEED", ""), help="seed ISO to attach as a CD-ROM")
-    cmd.add_argument("--name", default=env("NAME", ""), help="domain name (default: image name)")
-    cmd.add_argument("--network", default=env("NETWORK") or "default",
+    cmd.add_argument("--name", default=env("VM_NAME", ""),
+                     help="domain name (default: image name)")
+    cmd.add_argument("--network", default=env("LIBVIRT_NETWORK") or "default",
                      help="libvirt network (default: default)")
+    cmd.add_argument("--output-dir", default=env("OUTPUT_DIR", ""),
+                     help="folder for the XML (default: beside the image)")
     cmd.add_argument("-o", "--output", default="",
                      help="XML file to write (default: beside the image, .xml)")
     cmd.set_defaults(func=_cmd_libvirt)
 
     cmd = sub.add_parser("vbox", help="convert a built image to VDI and an OVA for VirtualBox")
     resources(cmd)
-    cmd.add_argument("--output-dir", default="",
+    cmd.add_argument("--output-dir", default=env("OUTPUT_DIR", ""),
                      help="folder for the VDI and OVA (default: beside the image)")
     cmd.set_defaults(func=_cmd_vbox)
 
@@ -264,11 +321,11 @@ def parser() -> argparse.ArgumentParser:
     cmd.add_argument("--ssh-key", default=env("SSH_KEY", ""),
                      help="SSH public key file (default: ~/.ssh/id_ed25519.pub, "
                      "id_ecdsa.pub or id_rsa.pub, the first that exists)")
-    cmd.add_argument("--user", default=env("SEED_USER") or seed.DEFAULT_USER,
+    cmd.add_argument("--user", default=env("SEED_USER", seed.DEFAULT_USER),
                      help=f"login name (default {seed.DEFAULT_USER})")
     cmd.add_argument("--ask-password", action="store_true",
                      help="prompt for a console password (stored hashed)")
-    cmd.add_argument("--password-file", default="",
+    cmd.add_argument("--password-file", default=env("PASSWORD_FILE", ""),
                      help="read the console password from the first line of FILE")
     cmd.add_argument("-o", "--output", default=env("SEED") or str(OUTPUT / "seed.iso"),
                      help="ISO to write (default output/seed.iso)")
@@ -277,13 +334,14 @@ def parser() -> argparse.ArgumentParser:
     cmd = sub.add_parser("user-data", help="write cloud VM user-data with your settings")
     _profile_arg(cmd)
     cmd.add_argument("--port", default=env("PORT") or "5000", help="MLflow port")
-    cmd.add_argument("--allowed-hosts", default="*",
+    cmd.add_argument("--allowed-hosts", default=env("ALLOWED_HOSTS", "*"),
                      help="Host headers served, comma-separated (default *)")
     cmd.add_argument("--pip-package", action="append", default=[],
                      help="extra package for the server's venv (repeatable; not hash-checked)")
     cmd.add_argument("--ssh-key", action="append", default=[],
                      help="SSH public key file for the default user (repeatable)")
-    cmd.add_argument("-o", "--output", required=True, help="file to write")
+    cmd.add_argument("-o", "--output", default=env("USER_DATA", ""),
+                     help="file to write (USER_DATA)")
     cmd.set_defaults(func=_cmd_user_data)
     return top
 
@@ -309,3 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; nothing was left half-written", file=sys.stderr)
         return 130
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"error: cannot use{where}: {exc.strerror or exc}; check the path and its "
+              "permissions, or choose another", file=sys.stderr)
+        return 2

@@ -11,13 +11,21 @@ from pathlib import Path
 
 import yaml
 
-from . import export
+from . import export, tools
 from .errors import UserError
 
 DEFAULT_USER = "mlflow-admin"
 DEFAULT_KEYS = ("id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub")
 USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-RESERVED_USERS = {"root", "mlflow", "daemon", "bin", "sys", "nobody"}
+# Accounts Debian and Ubuntu images create or may create, and the server's own.
+RESERVED_USERS = frozenset({
+    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp",
+    "proxy", "www-data", "backup", "list", "irc", "gnats", "nobody", "systemd-network",
+    "systemd-resolve", "systemd-timesync", "systemd-coredump", "messagebus", "sshd", "syslog",
+    "_apt", "uuidd", "tcpdump", "tss", "landscape", "pollinate", "fwupd-refresh", "lxd",
+    "ubuntu", "debian", "polkitd", "dnsmasq", "admin", "mlflow",
+})
+RFC4716_BEGIN = "---- BEGIN SSH2 PUBLIC KEY ----"
 
 
 def write_iso(target: Path, user_data: str, meta_data: str) -> Path:
@@ -76,28 +84,55 @@ def default_ssh_key(home: Path | None = None) -> Path:
     return folder / DEFAULT_KEYS[0]
 
 
+def _private_key_hint(path: Path) -> str:
+    """What to give instead of the private key at ``path``."""
+    public = path.with_name(path.name + ".pub")
+    if path.suffix != ".pub" and public.is_file():
+        return f"give its public half (SSH_KEY={public}), never the key itself"
+    out = public if path.suffix != ".pub" else path.with_name(f"{path.stem}-public.pub")
+    return (f"write its public half with `ssh-keygen -y -f {path} > {out}` and give "
+            f"SSH_KEY={out}, never the key itself")
+
+
+def _check_key_line(path: Path, number: int, line: str) -> None:
+    """Refuse ``line`` unless OpenSSH's own parser reads it as a public key."""
+    with tempfile.NamedTemporaryFile("w", suffix=".pub", prefix="mlflow-vm-key-") as handle:
+        handle.write(line + "\n")
+        handle.flush()
+        result = subprocess.run(["ssh-keygen", "-l", "-f", handle.name], capture_output=True)
+    if result.returncode != 0:
+        raise UserError(f"{path} line {number} is not an OpenSSH public key (a line like "
+                        "`ssh-ed25519 AAAA... you@host`): give the .pub file of your key")
+
+
 def read_public_keys(path: Path) -> list[str]:
     """The OpenSSH public keys in ``path``; refuse private keys and anything else."""
+    tools.require(("ssh-keygen",))
+    if path.is_dir():
+        raise UserError(f"SSH_KEY={path} is a directory: name the public key file, "
+                        "e.g. SSH_KEY=~/.ssh/id_ed25519.pub")
     if not path.is_file():
         raise UserError(f"SSH key {path} does not exist: make one with "
                         "`ssh-keygen -t ed25519` or give SSH_KEY=path.pub")
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError:
         text = ""
+    except OSError as exc:
+        raise UserError(f"cannot read SSH key {path}: {exc.strerror}") from None
     if "PRIVATE KEY" in text:
-        raise UserError(f"{path} is a private key: give its public half "
-                        f"(SSH_KEY={path.with_name(path.name + '.pub')}), never the key itself")
-    keys = [line.strip() for line in text.splitlines()
-            if line.strip() and not line.lstrip().startswith("#")]
-    # ssh-keygen -l accepts a file only if every key in it parses.
-    valid = bool(keys) and subprocess.run(
-        ["ssh-keygen", "-l", "-f", str(path)], capture_output=True
-    ).returncode == 0
-    if not valid:
+        raise UserError(f"{path} is a private key: {_private_key_hint(path)}")
+    if RFC4716_BEGIN in text:
+        raise UserError(f"{path} is an RFC 4716 (SSH2) public key: convert it with "
+                        f"`ssh-keygen -i -f {path} > key.pub` and give SSH_KEY=key.pub")
+    numbered = [(number, line.strip()) for number, line in enumerate(text.splitlines(), 1)
+                if line.strip() and not line.lstrip().startswith("#")]
+    if not numbered:
         raise UserError(f"{path} holds no OpenSSH public key (a line like "
                         "`ssh-ed25519 AAAA... you@host`): give the .pub file of your key")
-    return keys
+    for number, line in numbered:
+        _check_key_line(path, number, line)
+    return [line for _, line in numbered]
 
 
 def hash_password(password: str) -> str:
@@ -115,8 +150,10 @@ def hash_password(password: str) -> str:
 def check_user(name: str) -> str:
     """Return ``name`` if it is a fresh login name, else say what is allowed."""
     if not USER_NAME.match(name) or name in RESERVED_USERS:
-        raise UserError(f"USER={name} is not a usable login name: use lower-case letters, "
-                        "digits, - and _, not a system account (root, mlflow)")
+        raise UserError(f"SEED_USER={name} is not a usable login name: start with a lower-case "
+                        "letter or _, then up to 31 lower-case letters, digits, - and _; not a "
+                        "system account (root, daemon, sshd, www-data, nobody, ubuntu, "
+                        "debian, mlflow, ...)")
     return name
 
 
@@ -144,7 +181,7 @@ def write_login_seed(target: Path, user: str, public_keys: list[str],
     The ISO appears at ``target`` only once complete.
     """
     instance_id = f"mlflow-{uuid.uuid4()}"
-    with export.atomic_path(target) as tmp:
+    with export.atomic_path(target, "SEED") as tmp:
         tmp.unlink()
         write_iso(tmp, login_user_data(user, public_keys, password_hash),
                   meta_data(instance_id, hostname))

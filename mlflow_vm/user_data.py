@@ -16,6 +16,8 @@ HOST = re.compile(
 # A requirement specifier without spaces, quotes or options: name, extras, versions.
 PACKAGE = re.compile(
     r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._,-]+\])?([<>=!~]=?[A-Za-z0-9.*+!,<>=~-]+)?$")
+# Lines of `cloud-init schema` output that say what is wrong, not the echoed YAML.
+MEANINGFUL = re.compile(r"error|line \d+|expected|not valid|is not|found", re.IGNORECASE)
 # Clouds that take the least user-data accept 16 KiB (EC2) or 32 KiB and more.
 WARN_SIZE = 32 * 1024
 
@@ -45,7 +47,20 @@ def schema_problems(text: str) -> str:
         handle.flush()
         result = subprocess.run(["cloud-init", "schema", "--config-file", handle.name],
                                 capture_output=True, text=True)
-    return "" if result.returncode == 0 else (result.stdout + result.stderr).strip()
+    output = (result.stdout + "\n" + result.stderr).replace(handle.name, "the user-data")
+    return "" if result.returncode == 0 else output.strip()
+
+
+def summarize_problems(problems: str) -> str:
+    """One line of ``cloud-init schema`` output: the lines that say what and where."""
+    kept = []
+    for raw in problems.splitlines():
+        line = raw.strip()
+        if not line or line in ("Error:", "^") or line.endswith("deprecations:"):
+            continue
+        if MEANINGFUL.search(line):
+            kept.append(line.removeprefix("Cloud config schema errors:").strip().rstrip(":"))
+    return "; ".join(kept) if kept else problems.strip().splitlines()[-1]
 
 
 def write(profile: Profile, target: Path, port: str, allowed_hosts: str,
@@ -59,9 +74,11 @@ def write(profile: Profile, target: Path, port: str, allowed_hosts: str,
     text = render.custom_user_data(profile, server, ssh_keys)
     problems = schema_problems(text)
     if problems:
-        raise UserError(f"cloud-init schema rejects the user-data: {problems.splitlines()[-1]}")
+        raise UserError("cloud-init schema rejects the user-data: "
+                        f"{summarize_problems(problems)}")
     if target.is_dir():
-        raise UserError(f"{target} is a directory; name the file to write, e.g. -o my-user-data")
-    with export.atomic_path(target) as tmp:
+        raise UserError(f"{target} is a directory; name the file to write, "
+                        "e.g. USER_DATA=my-user-data")
+    with export.atomic_path(target, "USER_DATA") as tmp:
         tmp.write_text(text)
     return len(text.encode())

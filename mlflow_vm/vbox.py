@@ -35,17 +35,20 @@ def export_image(image: export.Image, cpus: int, memory_mib: int,
     """Write ``<name>.vdi`` and ``<name>.ova`` in ``folder``, by default beside the qcow2."""
     export.check_resources(cpus, memory_mib)
     folder = folder or image.path.parent
-    folder.mkdir(parents=True, exist_ok=True)
+    export.make_folder(folder, "OUTPUT_DIR")
     vdi = folder / f"{image.name}.vdi"
     ova = folder / f"{image.name}.ova"
     LOG.info("Converting %s (%s virtual, %s file)", image.path.name,
              export.human_size(image.virtual_size),
              export.human_size(image.path.stat().st_size))
-    with export.atomic_path(vdi) as tmp:
+    with export.atomic_path(vdi, "OUTPUT_DIR") as tmp:
         vdi_seconds = export.convert(image.path, tmp, "vdi")
     # The VMDK only lives inside the OVA; its scratch copy sits beside the
     # outputs (same file system) and goes whatever happens.
-    scratch = Path(tempfile.mkdtemp(prefix=f".{image.name}.vmdk-", dir=folder))
+    try:
+        scratch = Path(tempfile.mkdtemp(prefix=f".{image.name}.vmdk-", dir=folder))
+    except OSError as exc:
+        raise export.write_error(folder, exc, "OUTPUT_DIR") from None
     try:
         vmdk = scratch / f"{image.name}-disk1.vmdk"
         vmdk_seconds = export.convert(image.path, vmdk, "vmdk", ("subformat=streamOptimized",))
@@ -54,8 +57,11 @@ def export_image(image: export.Image, cpus: int, memory_mib: int,
             disk_capacity=image.virtual_size, cpus=cpus, memory_mib=memory_mib,
             os_family=_os_family(image.profile),
         )
-        with export.atomic_path(ova) as tmp:
+        with export.atomic_path(ova, "OUTPUT_DIR") as tmp:
             ovf.write_ova(tmp, appliance, vmdk)
+    except KeyboardInterrupt:
+        LOG.warning("%s is complete; the OVA was not written", vdi)
+        raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     LOG.info("Wrote %s (%s, converted in %s)", vdi, export.human_size(vdi.stat().st_size),

@@ -44,7 +44,7 @@ def test_libvirt_domain_is_valid_and_uses_virtio_and_a_serial_console(
     tmp_path, image, with_seed, capsys
 ):
     seed_iso = tmp_path / "seed.iso"
-    seed_iso.write_bytes(b"")
+    seed_iso.write_bytes(b"\0" * 0x8001 + b"CD001" + b"\0" * 2042)
     argv = ["libvirt", "--image", str(image), "--cpus", "3", "--memory", "2048"]
     assert cli.main(argv + (["--seed", str(seed_iso)] if with_seed else [])) == 0
     xml_path = image.with_suffix(".xml")

@@ -45,10 +45,11 @@ def test_image_in_another_format_is_refused(capsys, tmp_path, command):
 def test_bad_resources_are_refused(capsys, tmp_path, cpus, memory, word):
     image = tmp_path / "disk.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), "1M"], check=True)
+    (tmp_path / "manifest.json").write_text("{}")
     status, err = run_cli(capsys, "vbox", "--image", image, "--cpus", cpus, "--memory", memory)
     assert status == 2
     assert len(err) == 1 and err[0].startswith(f"error: {word}=")
-    assert list(tmp_path.iterdir()) == [image]
+    assert sorted(tmp_path.iterdir()) == [image, tmp_path / "manifest.json"]
 
 
 def test_private_key_is_refused_and_named(capsys, tmp_path, public_key):
@@ -69,7 +70,7 @@ def test_garbage_key_file_is_refused(capsys, tmp_path, content):
     target = tmp_path / "seed.iso"
     status, err = run_cli(capsys, "seed", "--ssh-key", key, "-o", target)
     assert status == 2
-    assert len(err) == 1 and "holds no OpenSSH public key" in err[0]
+    assert len(err) == 1 and "OpenSSH public key" in err[0]
     assert not target.exists()
 
 
@@ -85,7 +86,7 @@ def test_unusable_login_name_is_refused(capsys, tmp_path, public_key, user):
     status, err = run_cli(capsys, "seed", "--ssh-key", public_key, "--user", user,
                           "-o", tmp_path / "seed.iso")
     assert status == 2
-    assert len(err) == 1 and f"USER={user}" in err[0]
+    assert len(err) == 1 and f"SEED_USER={user}" in err[0]
 
 
 @pytest.mark.parametrize("port", ["0", "70000", "http", "22"])
