@@ -19,6 +19,10 @@ SOURCES := $(shell find profiles templates requirements/mlflow-* scripts/build-d
              mlflow_vm/build.py mlflow_vm/render.py mlflow_vm/wheelhouse.py \
              mlflow_vm/base_image.py mlflow_vm/profiles.py -type f 2>/dev/null)
 
+BENCH_PROFILE := $(if $(DISTRO),$(DISTRO),debian-12)
+BENCH_IMAGE := output/$(BENCH_PROFILE)/mlflow-$(BENCH_PROFILE).qcow2
+CLIENTS ?= 32
+DURATION ?= 60
 CPUS ?= 2
 MEMORY ?= 4096
 SEED_USER ?= mlflow-admin
@@ -32,10 +36,10 @@ USER_DATA ?= output/$(PROFILE)-user-data
 export PROFILE PORT ACCEL BASE_IMAGE BASE_IMAGE_CHECKSUM CA_CERTIFICATES \
   KEEP_CA_CERTIFICATES PIP_INDEX_URL WHEELHOUSE FORCE CPUS MEMORY IMAGE SEED SSH_KEY \
   SEED_USER ASK_PASSWORD PASSWORD_FILE ALLOWED_HOSTS PIP_PACKAGES USER_DATA VM_NAME \
-  LIBVIRT_NETWORK OUTPUT_DIR
+  LIBVIRT_NETWORK OUTPUT_DIR CLIENTS DURATION
 
 .DEFAULT_GOAL := help
-.PHONY: help deps render lint unit base image test e2e verify lock profiles bench clean \
+.PHONY: help deps render lint unit base image test e2e verify lock profiles bench load clean \
   libvirt vbox seed user-data
 
 help: ## Show the targets and variables
@@ -72,6 +76,7 @@ help: ## Show the targets and variables
 	@echo "  ALLOWED_HOSTS=* PIP_PACKAGES='a b'  settings of make user-data"
 	@echo "  USER_DATA=file         where make user-data writes (default output/<profile>-user-data)"
 	@echo "  VERIFY_ARGS=...        extra pytest options for make verify and e2e"
+	@echo "  CLIENTS=32 DURATION=60 client threads and seconds per server for make load"
 
 $(VENV)/.installed: requirements/dev.txt scripts/make-venv.sh
 	@scripts/install-host-packages.sh
@@ -115,6 +120,10 @@ verify: deps ## Verify a built image: IMAGE=path.qcow2 (PROFILE from UBUNTU/DIST
 
 bench: deps ## Measure base and image builds (cold, warm), boot time, sizes
 	@$(CLI) bench --profile $(if $(DISTRO),$(DISTRO),debian-12)
+
+load: deps ## Load IMAGE's MLflow and the tutorial's server on one VM; CLIENTS=32 DURATION=60
+	@IMAGE="$(if $(filter command line environment,$(origin IMAGE)),$$IMAGE,$(BENCH_IMAGE))" \
+	  $(CLI) load --profile $(BENCH_PROFILE)
 
 libvirt: deps ## Write a libvirt domain XML for IMAGE (SEED= attaches a seed CD)
 	@$(CLI) libvirt

@@ -10,9 +10,10 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from . import (accel, base_image, benchmark, build, export, libvirt, lint, lock, profiles,
-               render, seed, tools, user_data, vbox)
+from . import (accel, base_image, benchmark, build, export, libvirt, lint, load, load_compare,
+               lock, profiles, render, seed, tools, user_data, vbox)
 from .errors import UserError
 from .paths import OUTPUT
 
@@ -93,6 +94,39 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     benchmark.print_table(benchmark.run(args.profile))
+    return 0
+
+
+def _positive(name: str, value: str, limit: int) -> int:
+    if not value.isascii() or not value.isdigit() or not 1 <= int(value) <= limit:
+        raise UserError(f"{name}={value} is not a whole number between 1 and {limit}")
+    return int(value)
+
+
+def _loopback_url(value: str) -> str:
+    """Load goes to this machine only: refuse any other address."""
+    parsed = urlsplit(value)
+    if parsed.scheme != "http" or parsed.hostname != "127.0.0.1" or not parsed.port:
+        raise UserError(f"--url {value} is not http://127.0.0.1:PORT: "
+                        "the load benchmark only aims at this machine")
+    return value
+
+
+def _cmd_load(args: argparse.Namespace) -> int:
+    clients = _positive("CLIENTS", args.clients, 256)
+    duration = _positive("DURATION", args.duration, 3600)
+    if args.url:
+        url = _loopback_url(args.url)
+        results = {url: load.run(url, clients, float(duration))}
+    else:
+        for item in args.set:
+            if "=" not in item:
+                raise UserError(f"--set {item} is not KEY=VALUE")
+        image = _image(args.image, args.profile)
+        results = load_compare.run(image.path, image.guest_port, clients, float(duration),
+                                   args.set)
+    for line in load.table(results):
+        print(line)
     return 0
 
 
@@ -265,6 +299,23 @@ def parser() -> argparse.ArgumentParser:
     cmd = sub.add_parser("bench", help="measure build and boot times and image sizes")
     cmd.add_argument("--profile", default="debian-12", help="profile to measure")
     cmd.set_defaults(func=_cmd_bench)
+
+    cmd = sub.add_parser("load", help="load an image's MLflow and the tutorial's server with "
+                         "concurrent writers; count lost writes")
+    _profile_arg(cmd)
+    cmd.add_argument("--image", default=os.environ.get("IMAGE", ""),
+                     help="image to boot once for both servers "
+                     "(default output/<profile>/mlflow-<profile>.qcow2)")
+    cmd.add_argument("--url", default="",
+                     help="load a server already running at http://127.0.0.1:PORT instead")
+    cmd.add_argument("--clients", default=os.environ.get("CLIENTS") or "32",
+                     help="concurrent client threads (default 32)")
+    cmd.add_argument("--duration", default=os.environ.get("DURATION") or "60",
+                     help="seconds of load per server (default 60)")
+    cmd.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="add this mlflow.env setting in the VM before measuring "
+                     "(repeatable)")
+    cmd.set_defaults(func=_cmd_load)
 
     cmd = sub.add_parser("base", help="build a profile's own base image")
     _profile_arg(cmd)

@@ -97,6 +97,7 @@ class VM:
         self.http_port = 0
         self.process: subprocess.Popen[bytes] | None = None
         self.started = 0.0
+        self._command: list[str] = []
 
     @property
     def url(self) -> str:
@@ -163,12 +164,27 @@ class VM:
             "-device", "virtio-net-pci,netdev=net0",
         ]
         LOG.info("Booting %s (%s); serial log %s", self.image.name, accel, self.serial_log)
+        self._command = command
+        self._launch()
+
+    def _launch(self) -> None:
         self.started = time.monotonic()
         with (self.workdir / "qemu.err").open("w") as errors:
             self.process = subprocess.Popen(
-                command, stdout=subprocess.DEVNULL, stderr=errors,
+                self._command, stdout=subprocess.DEVNULL, stderr=errors,
                 preexec_fn=_die_with_parent,
             )
+
+    def power_cycle(self) -> None:
+        """Cut the power: kill QEMU without warning the guest, then boot the same
+        disk again. Whatever the guest had not written to its disk is lost, as in
+        a power failure. Returns at once; wait for SSH or HTTP afterwards."""
+        if self.process is None:
+            raise RuntimeError("the VM is not running")
+        LOG.info("Cutting the power of the VM (SIGKILL to QEMU), then powering it on")
+        self.process.kill()
+        self.process.wait()
+        self._launch()
 
     def stop(self) -> None:
         """Power the VM off, keep its serial log, and remove its scratch folder."""
