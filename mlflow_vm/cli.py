@@ -151,11 +151,10 @@ def _seed_iso(value: str) -> Path | None:
         default = OUTPUT / "seed.iso"
         return default.resolve() if default.is_file() else None
     path = Path(value).expanduser().resolve()
-    if path.is_dir():
-        raise UserError(f"SEED={value} is a directory: name the seed ISO file, "
-                        "e.g. SEED=output/seed.iso")
-    if not path.is_file():
-        raise UserError(f"seed {path} does not exist: make it with `make seed`")
+    export.require_file(path,
+                        f"SEED={value} is a directory: name the seed ISO file, "
+                        "e.g. SEED=output/seed.iso",
+                        f"seed {path} does not exist: make it with `make seed`")
     try:
         with path.open("rb") as handle:
             handle.seek(ISO9660_OFFSET)
@@ -221,11 +220,10 @@ def _read_password(prompt: str) -> str:
 def _password(args: argparse.Namespace) -> str:
     if args.password_file:
         path = Path(args.password_file).expanduser()
-        if path.is_dir():
-            raise UserError(f"PASSWORD_FILE={path} is a directory: name the file whose "
-                            "first line is the password")
-        if not path.is_file():
-            raise UserError(f"password file {path} does not exist")
+        export.require_file(path,
+                            f"PASSWORD_FILE={path} is a directory: name the file whose "
+                            "first line is the password",
+                            f"password file {path} does not exist")
         try:
             lines = path.read_text().splitlines()
         except (OSError, UnicodeDecodeError):

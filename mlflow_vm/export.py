@@ -63,15 +63,23 @@ class Image:
         return self.path.stem
 
 
+def require_file(path: Path, directory: str, missing: str) -> None:
+    """Refuse ``path`` in one line when it is a directory or does not exist;
+    ``directory`` and ``missing`` are those lines, saying what to give instead."""
+    if path.is_dir():
+        raise UserError(directory)
+    if not path.is_file():
+        raise UserError(missing)
+
+
 def inspect(path: Path) -> Image:
     """Check that ``path`` is a qcow2 image ``make image`` built; read its size and manifest."""
     tools.require(("qemu-img",))
-    if path.is_dir():
-        raise UserError(f"IMAGE={path} is a directory: name the image file in it, "
-                        "e.g. IMAGE=output/<profile>/mlflow-<profile>.qcow2")
-    if not path.is_file():
-        raise UserError(f"image {path} does not exist: build it with `make image` "
-                        "or give IMAGE=path.qcow2")
+    require_file(path,
+                 f"IMAGE={path} is a directory: name the image file in it, "
+                 "e.g. IMAGE=output/<profile>/mlflow-<profile>.qcow2",
+                 f"image {path} does not exist: build it with `make image` "
+                 "or give IMAGE=path.qcow2")
     result = subprocess.run(["qemu-img", "info", "--output=json", str(path)],
                             capture_output=True, text=True)
     info = json.loads(result.stdout) if result.returncode == 0 else {}

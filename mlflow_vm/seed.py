@@ -108,11 +108,10 @@ def _check_key_line(path: Path, number: int, line: str) -> None:
 def read_public_keys(path: Path) -> list[str]:
     """The OpenSSH public keys in ``path``; refuse private keys and anything else."""
     tools.require(("ssh-keygen",))
-    if path.is_dir():
-        raise UserError(f"SSH_KEY={path} is a directory: name the public key file, "
-                        "e.g. SSH_KEY=~/.ssh/id_ed25519.pub")
-    if not path.is_file():
-        raise UserError(f"SSH key {path} does not exist: make one with "
+    export.require_file(path,
+                        f"SSH_KEY={path} is a directory: name the public key file, "
+                        "e.g. SSH_KEY=~/.ssh/id_ed25519.pub",
+                        f"SSH key {path} does not exist: make one with "
                         "`ssh-keygen -t ed25519` or give SSH_KEY=path.pub")
     try:
         text = path.read_bytes().decode("utf-8-sig")
