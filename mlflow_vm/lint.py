@@ -80,32 +80,40 @@ def check_cloud_init_schema() -> list[str]:
 
 
 def check_systemd_units() -> list[str]:
-    """`systemd-analyze verify` accepts the unit, with its programs in place."""
+    """`systemd-analyze verify` accepts every unit, with its programs in place."""
     problems = []
-    for unit in sorted(PACKER.glob("*/files/mlflow.service")):
+    for files in sorted(PACKER.glob("*/files")):
+        units = sorted([*files.glob("*.service"), *files.glob("*.timer")])
         with tempfile.TemporaryDirectory(prefix="mlflow-vm-unit-") as tmp:
             root = Path(tmp)
             shutil.copytree(
                 "/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True
             )
-            for line in unit.read_text().splitlines():
-                words = line.split("=", 1)[1].split() if "=" in line else []
-                if line.startswith(("ExecStart=", "ExecStartPre=")) and words:
-                    # Prefixes such as + (run with full privileges) are not the path.
-                    program = root / words[0].lstrip("+-@!:").lstrip("/")
-                    program.parent.mkdir(parents=True, exist_ok=True)
-                    program.touch(mode=0o755)
-            target = root / "etc/systemd/system/mlflow.service"
-            target.parent.mkdir(parents=True)
-            shutil.copy2(unit, target)
+            installed = root / "etc/systemd/system"
+            installed.mkdir(parents=True)
+            for unit in units:
+                _place_programs(root, unit)
+                shutil.copy2(unit, installed / unit.name)
             result = subprocess.run(
-                ["systemd-analyze", "verify", f"--root={root}", str(target)],
+                ["systemd-analyze", "verify", f"--root={root}",
+                 *(str(installed / unit.name) for unit in units)],
                 capture_output=True, text=True,
             )
             output = (result.stdout + result.stderr).strip()
             if result.returncode != 0 or output:
-                problems.append(f"{unit.relative_to(ROOT)}: {output}")
+                problems.append(f"{files.relative_to(ROOT)}: {output}")
     return problems
+
+
+def _place_programs(root: Path, unit: Path) -> None:
+    """Create empty executables under ``root`` for the programs ``unit`` runs."""
+    for line in unit.read_text().splitlines():
+        words = line.split("=", 1)[1].split() if "=" in line else []
+        if line.startswith(("ExecStart=", "ExecStartPre=")) and words:
+            # Prefixes such as + (run with full privileges) are not the path.
+            program = root / words[0].lstrip("+-@!:").lstrip("/")
+            program.parent.mkdir(parents=True, exist_ok=True)
+            program.touch(mode=0o755)
 
 
 def check_shellcheck() -> list[str]:

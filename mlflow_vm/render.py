@@ -35,6 +35,8 @@ GUEST_FILES = {
     "mlflow.env": "files/mlflow.env.j2",
     "mlflowctl": "files/mlflowctl.py.j2",
     "mlflow-motd": "files/mlflow-motd.sh.j2",
+    "mlflow-backup.service": "files/mlflow-backup.service.j2",
+    "mlflow-backup.timer": "files/mlflow-backup.timer.j2",
 }
 BUILD_ONLY_FILES = {"cleanup-image.sh": "files/cleanup-image.sh.j2"}
 EXECUTABLES = {"install-mlflow.sh", "mlflow-server", "cleanup-image.sh", "mlflowctl",
@@ -57,6 +59,8 @@ GUEST_PATHS = {
     "libexec": "/usr/local/libexec/mlflow",
     "install": "/var/tmp/mlflow-install",
 }
+# The daily backup of every image: systemd calendar and backups kept.
+BACKUP = {"schedule": "daily", "keep": 7}
 BUILD = {"disk_size": "8G", "ssh_timeout": "20m"}
 
 
@@ -139,6 +143,7 @@ def context(profile: Profile) -> dict[str, Any]:
         },
         "apt_repository": profile.apt_repository,
         "server": SERVER,
+        "backup": BACKUP,
         "paths": GUEST_PATHS,
         "build": BUILD,
         "image_name": profile.image_name,

@@ -62,6 +62,21 @@ def test_unit_runs_as_mlflow_and_restarts_on_failure():
 
 
 @pytest.mark.parametrize("name", ["ubuntu-22.04", "ubuntu-24.04", "debian-12"])
+def test_every_unit_is_installed_and_the_backup_timer_enabled(name):
+    files = rendered(name)
+    script = files[f"packer/{name}/files/install-mlflow.sh"]
+    units = [guest for guest in render.GUEST_FILES if guest.endswith((".service", ".timer"))]
+    assert set(units) == {"mlflow.service", "mlflow-backup.service", "mlflow-backup.timer"}
+    for unit in units:
+        assert f'"$src/{unit}" /etc/systemd/system/{unit}' in script
+    assert "systemctl enable mlflow.service mlflow-backup.timer" in script
+    timer = files[f"packer/{name}/files/mlflow-backup.timer"]
+    assert "\nPersistent=true\n" in timer and "\nWantedBy=timers.target\n" in timer
+    service = files[f"packer/{name}/files/mlflow-backup.service"]
+    assert "ExecStart=/usr/local/bin/mlflowctl backup --keep 7\n" in service
+
+
+@pytest.mark.parametrize("name", ["ubuntu-22.04", "ubuntu-24.04", "debian-12"])
 def test_standalone_user_data_carries_the_same_files_and_lock(name):
     files = rendered(name)
     config = yaml.safe_load(files[f"cloud-init/{name}/user-data"])

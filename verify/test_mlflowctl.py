@@ -144,6 +144,26 @@ def test_backup_holds_a_consistent_copy_of_the_database_and_artifacts(
     assert listed.splitlines()[0].rstrip("/") == "artifacts"
 
 
+def test_daily_backup_timer_is_armed_and_its_service_writes_a_backup(
+    host, hello_world_run: str
+) -> None:
+    timer = host.service("mlflow-backup.timer")
+    assert timer.is_enabled and timer.is_running
+    next_run = host.check_output(
+        "systemctl show mlflow-backup.timer -P NextElapseUSecRealtime")
+    assert next_run, "the timer has no next run"
+    before = set(host.check_output("sudo ls -1 /var/backups/mlflow 2>/dev/null || true").split())
+    result = host.run("sudo systemctl start mlflow-backup.service")
+    assert result.rc == 0, host.check_output(
+        "sudo journalctl -u mlflow-backup.service -n 20 --no-pager")
+    after = set(host.check_output("sudo ls -1 /var/backups/mlflow").split())
+    (new,) = after - before
+    manifest = json.loads(host.check_output(f"sudo cat /var/backups/mlflow/{new}/manifest.json"))
+    assert manifest["database"]["integrity"] == "ok"
+    # Backups hold every run: other users of the VM may not read them.
+    assert host.file("/var/backups/mlflow").mode & 0o007 == 0
+
+
 @pytest.mark.disruptive
 def test_doctor_names_a_damaged_database_and_a_process_holding_the_port(
     vm: VM, host, once_per_image: None

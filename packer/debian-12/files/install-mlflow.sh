@@ -5,7 +5,8 @@
 #
 # Usage: install-mlflow.sh SOURCE_DIR
 # SOURCE_DIR holds requirements.txt, mlflow.env, mlflow.service,
-# mlflow-server, mlflow-prepare-db, mlflowctl and mlflow-motd. pip reads its usual PIP_* variables
+# mlflow-server, mlflow-prepare-db, mlflowctl, mlflow-motd and the
+# mlflow-backup service and timer. pip reads its usual PIP_* variables
 # (PIP_INDEX_URL, PIP_FIND_LINKS, PIP_CERT, ...), so a private index or a
 # proxy's CA certificate works here too.
 #
@@ -107,6 +108,8 @@ install_service() {
   install -m 0755 "$src/mlflow-server" "$libexec/mlflow-server"
   install -m 0644 "$src/mlflow-prepare-db" "$libexec/mlflow-prepare-db"
   install -m 0644 "$src/mlflow.service" /etc/systemd/system/mlflow.service
+  install -m 0644 "$src/mlflow-backup.service" /etc/systemd/system/mlflow-backup.service
+  install -m 0644 "$src/mlflow-backup.timer" /etc/systemd/system/mlflow-backup.timer
   install -m 0755 "$src/mlflowctl" /usr/local/bin/mlflowctl
   install -d -m 0755 /etc/update-motd.d
   install -m 0755 "$src/mlflow-motd" /etc/update-motd.d/60-mlflow
@@ -118,7 +121,7 @@ install_service() {
     set_setting MLFLOW_PORT "$MLFLOW_PORT"
   fi
   systemctl daemon-reload
-  systemctl enable mlflow.service
+  systemctl enable mlflow.service mlflow-backup.timer
 }
 
 main() {
@@ -135,6 +138,7 @@ main() {
   if [[ ${MLFLOW_START:-yes} == yes ]]; then
     step "starting mlflow.service"
     systemctl restart mlflow.service
+    systemctl start mlflow-backup.timer
   fi
   step "MLflow 3.17.2 installed in $(( SECONDS - start )) s"
 }
