@@ -109,7 +109,7 @@ $(TEST_IMAGE): $(SOURCES) | $(VENV)/.installed
 	@$(CLI) build --profile $(TEST_PROFILE)
 
 e2e: $(TEST_IMAGE) ## Boot the debian-12 image and verify it end to end
-	@$(PY) -m pytest -p no:cacheprovider -v -rs verify --image=$(TEST_IMAGE) \
+	@$(PY) -m pytest -p no:cacheprovider -v -rs --durations=15 verify --image=$(TEST_IMAGE) \
 	  $(VERIFY_ARGS)
 
 test: lint unit e2e ## Everything CI runs: lint, unit tests, end to end
@@ -118,7 +118,7 @@ verify: deps ## Verify a built image: IMAGE=path.qcow2 (PROFILE from UBUNTU/DIST
 	@$(PY) -m pytest -p no:cacheprovider -v -rs verify --image=$(IMAGE) $(PROFILE_ARG) \
 	  $(VERIFY_ARGS)
 
-bench: deps ## Measure base and image builds (cold, warm), boot time, sizes
+bench: deps ## Measure builds (cold, warm), boot time, sizes, pip vs uv in the guest
 	@$(CLI) bench --profile $(if $(DISTRO),$(DISTRO),debian-12)
 
 load: deps ## Load IMAGE's MLflow and the tutorial's server on one VM; CLIENTS=32 DURATION=60

@@ -1,4 +1,5 @@
-"""Measure what users wait for: base image, image builds, boot, sizes.
+"""Measure what users wait for: base image, image builds, boot, sizes, and
+the time pip and uv take to install MLflow in the guest.
 
 Prints a table; nothing here is a test. A cold build uses an empty download
 cache; a warm one reuses the cache the cold one filled.
@@ -14,7 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import accel, base_image, build, profiles
+from . import accel, base_image, build, profiles, wheelhouse
+from .paths import UV_REQUIREMENTS
 from .vm import VM, BootOptions
 
 LOG = logging.getLogger(__name__)
@@ -69,6 +71,45 @@ def run(profile_name: str = "debian-12") -> dict[str, str]:
     with VM(image, BootOptions()) as machine:
         figures["boot to SSH"] = f"{machine.wait_for_ssh():.0f} s"
         figures["boot to /health"] = f"{machine.wait_for_http('/health'):.0f} s"
+        figures.update(install_times(machine, profile))
+    return figures
+
+
+# Each installs the image's own lock into a new venv, hash-checked, with
+# bytecode compiled (pip compiles by default; the server's venv is not
+# writable by the server, so it must ship compiled).
+_PIP = ("{python} -m venv /var/tmp/bench-pip && /var/tmp/bench-pip/bin/pip install --quiet "
+        "--no-cache-dir --disable-pip-version-check --require-hashes --no-deps {links} "
+        "-r /opt/mlflow/requirements.txt")
+_UV_BOOTSTRAP = ("{python} -m venv /var/tmp/bench-uv-tool && /var/tmp/bench-uv-tool/bin/pip "
+                 "install --quiet --no-cache-dir --disable-pip-version-check --require-hashes "
+                 "--no-deps {links} -r /var/tmp/uv-requirements.txt")
+_UV = ("{python} -m venv /var/tmp/bench-uv && /var/tmp/bench-uv-tool/bin/uv pip install "
+       "--quiet --no-cache --python /var/tmp/bench-uv/bin/python --require-hashes --no-deps "
+       "--compile-bytecode {links} -r /opt/mlflow/requirements.txt")
+
+
+def install_times(machine: VM, profile: profiles.Profile) -> dict[str, str]:
+    """Seconds pip and uv take to install the image's locked MLflow in ``machine``,
+    both from the host's wheelhouse, one after the other."""
+    figures = {}
+    copied = subprocess.run(machine.ssh_command("cat > /var/tmp/uv-requirements.txt"),
+                            input=UV_REQUIREMENTS.read_text(), text=True, timeout=120)
+    if copied.returncode != 0:
+        raise RuntimeError("could not copy uv's lock into the VM")
+    with wheelhouse.serve(wheelhouse.fill(profile)) as port:
+        values = {"python": f"python{profile.python_version}",
+                  "links": f"--no-index --find-links http://10.0.2.2:{port}/ "
+                           "--trusted-host 10.0.2.2"}
+        for label, command in (("install MLflow in the guest, pip", _PIP),
+                               ("install uv in the guest", _UV_BOOTSTRAP),
+                               ("install MLflow in the guest, uv", _UV)):
+            LOG.info("Measuring: %s", label)
+            start = time.monotonic()
+            result = machine.ssh(f"sudo sh -c '{command.format(**values)}'", timeout=3600)
+            if result.returncode != 0:
+                raise RuntimeError(f"{label} failed: {result.stderr.strip()[-300:]}")
+            figures[label] = f"{time.monotonic() - start:.0f} s"
     return figures
 
 

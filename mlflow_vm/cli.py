@@ -7,7 +7,6 @@ import getpass
 import logging
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit

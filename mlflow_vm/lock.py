@@ -20,7 +20,7 @@ import requests
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from . import profiles
-from .paths import REQUIREMENTS, ROOT
+from .paths import REQUIREMENTS, ROOT, UV_REQUIREMENTS
 from .progress import step
 
 LOG = logging.getLogger(__name__)
@@ -104,8 +104,31 @@ def filter_hashes(text: str, python: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def _compile(source: Path, python: str) -> str:
+    """``source`` resolved by uv for Linux and ``python``, with every hash."""
+    return subprocess.run(
+        [
+            sys.executable, "-m", "uv", "pip", "compile", "--quiet",
+            "--native-tls", "--generate-hashes", "--no-header", "--no-annotate",
+            "--emit-index-url", "--python-version", python,
+            "--python-platform", "x86_64-manylinux_2_28", str(source),
+        ],
+        check=True, cwd=ROOT, capture_output=True, text=True,
+    ).stdout
+
+
+def uv_version() -> str:
+    """The uv release the project's own tools pin in requirements/dev.txt."""
+    for line in (REQUIREMENTS / "dev.txt").read_text().splitlines():
+        match = REQUIREMENT.match(line)
+        if match and canonicalize_name(match.group(1)) == "uv":
+            return match.group(2)
+    raise RuntimeError("requirements/dev.txt pins no uv release")
+
+
 def lock_all() -> list[Path]:
-    """Write ``requirements/mlflow-pyX.Y.in`` and ``.txt`` for each Python version."""
+    """Write ``requirements/mlflow-pyX.Y.in`` and ``.txt`` for each Python version,
+    and the lock of the uv that installs them in the guest."""
     pins = {p.python_version: p.mlflow_version for p in profiles.load_all().values()}
     written = []
     for version, mlflow in sorted(pins.items()):
@@ -113,15 +136,12 @@ def lock_all() -> list[Path]:
         source.write_text(f"mlflow=={mlflow}\n")
         target = source.with_suffix(".txt")
         with step(f"locking MLflow {mlflow} for Python {version}"):
-            resolved = subprocess.run(
-                [
-                    sys.executable, "-m", "uv", "pip", "compile", "--quiet",
-                    "--native-tls", "--generate-hashes", "--no-header", "--no-annotate",
-                    "--emit-index-url", "--python-version", version,
-                    "--python-platform", "x86_64-manylinux_2_28", str(source),
-                ],
-                check=True, cwd=ROOT, capture_output=True, text=True,
-            ).stdout
-            target.write_text(filter_hashes(resolved, version))
+            target.write_text(filter_hashes(_compile(source, version), version))
         written.append(target)
+    oldest = min(pins, key=lambda v: tuple(map(int, v.split("."))))
+    source = UV_REQUIREMENTS.with_suffix(".in")
+    source.write_text(f"uv=={uv_version()}\n")
+    with step(f"locking uv {uv_version()}"):
+        UV_REQUIREMENTS.write_text(filter_hashes(_compile(source, oldest), oldest))
+    written.append(UV_REQUIREMENTS)
     return written

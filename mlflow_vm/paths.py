@@ -6,6 +6,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PROFILES = ROOT / "profiles"
 TEMPLATES = ROOT / "templates"
 REQUIREMENTS = ROOT / "requirements"
+# The hash-locked uv that installs each image's requirements in the guest.
+UV_REQUIREMENTS = REQUIREMENTS / "uv.txt"
 PACKER = ROOT / "packer"
 CLOUD_INIT = ROOT / "cloud-init"
 OUTPUT = ROOT / "output"

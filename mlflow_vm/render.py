@@ -21,7 +21,7 @@ import yaml
 
 from . import profiles as profiles_mod
 from .errors import UserError
-from .paths import CLOUD_INIT, PACKER, ROOT, TEMPLATES
+from .paths import CLOUD_INIT, PACKER, ROOT, TEMPLATES, UV_REQUIREMENTS
 from .profiles import Profile
 
 LOG = logging.getLogger(__name__)
@@ -148,6 +148,7 @@ def context(profile: Profile) -> dict[str, Any]:
         "build": BUILD,
         "image_name": profile.image_name,
         "requirements_file": profile.requirements_file.relative_to(ROOT).as_posix(),
+        "uv_requirements_file": UV_REQUIREMENTS.relative_to(ROOT).as_posix(),
     }
 
 
@@ -165,13 +166,8 @@ def render_profile(profile: Profile) -> list[Rendered]:
         guest = {name: render(tpl) for name, tpl in GUEST_FILES.items()}
         build_only = {name: render(tpl) for name, tpl in BUILD_ONLY_FILES.items()}
         packer = {name: render(f"packer/{name}.pkr.hcl.j2") for name in PACKER_FILES}
-        lock = profile.requirements_file.read_text()
-        user_data = render(
-            "cloud-init/user-data.j2",
-            files=guest,
-            requirements_gz_b64=_compress(lock),
-            ssh_keys=[],
-        )
+        user_data = render("cloud-init/user-data.j2", files=guest, ssh_keys=[],
+                           **_locks(profile))
         build_user_data = render("cloud-init/build-user-data.j2")
         build_meta_data = render("cloud-init/build-meta-data.j2")
     except jinja2.TemplateError as exc:
@@ -199,6 +195,14 @@ def render_profile(profile: Profile) -> list[Rendered]:
     return files
 
 
+def _locks(profile: Profile) -> dict[str, str]:
+    """The lock files the user-data embeds: MLflow's compressed, uv's as text."""
+    return {
+        "requirements_gz_b64": _compress(profile.requirements_file.read_text()),
+        "uv_requirements": UV_REQUIREMENTS.read_text(),
+    }
+
+
 def custom_user_data(profile: Profile, server: dict[str, Any], ssh_keys: list[str]) -> str:
     """The standalone user-data of ``profile`` with other server settings and SSH keys.
 
@@ -210,9 +214,7 @@ def custom_user_data(profile: Profile, server: dict[str, Any], ssh_keys: list[st
     try:
         guest = {name: env.get_template(tpl).render(**ctx) for name, tpl in GUEST_FILES.items()}
         return env.get_template("cloud-init/user-data.j2").render(
-            **ctx, files=guest, ssh_keys=ssh_keys,
-            requirements_gz_b64=_compress(profile.requirements_file.read_text()),
-        )
+            **ctx, files=guest, ssh_keys=ssh_keys, **_locks(profile))
     except FileNotFoundError as exc:
         raise UserError(f"{exc.filename} is missing; run `make lock`") from exc
 

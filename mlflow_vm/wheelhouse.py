@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import UserError
-from .paths import cache_dir
+from .paths import UV_REQUIREMENTS, cache_dir
 from .profiles import Profile
 
 LOG = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def path_for(profile: Profile) -> Path:
 
 
 def fill(profile: Profile) -> Path:
-    """Download the profile's locked wheels into its wheelhouse; return it.
+    """Download the profile's locked wheels, and uv's, into its wheelhouse; return it.
 
     pip skips wheels already there, so a warm cache costs a few seconds.
     """
@@ -56,7 +56,7 @@ def fill(profile: Profile) -> Path:
         # A late patch release: some wheels exclude early ones (!=3.9.0).
         "--python-version", f"{version}.99", "--implementation", "cp",
         "--abi", abi, "--abi", "abi3", "--abi", "none",
-        "-r", str(profile.requirements_file), "-d", str(target),
+        "-r", str(profile.requirements_file), "-r", str(UV_REQUIREMENTS), "-d", str(target),
     ]
     for platform in PLATFORMS:
         command += ["--platform", platform]

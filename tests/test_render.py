@@ -10,6 +10,7 @@ import yaml
 
 from mlflow_vm import profiles, render
 from mlflow_vm.errors import UserError
+from mlflow_vm.paths import UV_REQUIREMENTS
 
 
 def rendered(name):
@@ -81,14 +82,14 @@ def test_standalone_user_data_carries_the_same_files_and_lock(name):
     files = rendered(name)
     config = yaml.safe_load(files[f"cloud-init/{name}/user-data"])
     written = {entry["path"].rsplit("/", 1)[1]: entry for entry in config["write_files"]}
-    for guest_file in [*render.GUEST_FILES, "requirements.txt"]:
+    locks = {"requirements.txt": profiles.get(name).requirements_file.read_text(),
+             "uv-requirements.txt": UV_REQUIREMENTS.read_text()}
+    for guest_file in [*render.GUEST_FILES, *locks]:
         entry = written[guest_file]
         content = entry["content"]
         if entry.get("encoding") == "gz+b64":
             content = gzip.decompress(base64.b64decode(content)).decode()
-        expected = (profiles.get(name).requirements_file.read_text()
-                    if guest_file == "requirements.txt"
-                    else files[f"packer/{name}/files/{guest_file}"])
+        expected = locks.get(guest_file) or files[f"packer/{name}/files/{guest_file}"]
         assert content == expected, guest_file
     assert config["runcmd"] == [[
         "sh", "-c", "/var/tmp/mlflow-install/install-mlflow.sh /var/tmp/mlflow-install"

@@ -53,6 +53,13 @@ def test_image_has_no_passwords(image_files: ImageFiles) -> None:
         assert not hashed.startswith("$"), f"{name} has a password"
 
 
+def test_image_keeps_no_installer_scratch(image_files: ImageFiles) -> None:
+    # uv's throwaway venv and cache, and the copied install files.
+    left = [n for n in image_files.listdir("/var/tmp") if n.startswith("mlflow-")]
+    assert left == []
+    assert not image_files.exists("/tmp/mlflow-install")
+
+
 def test_booted_vm_has_its_own_machine_id_and_host_keys(host) -> None:
     machine_id = host.file("/etc/machine-id").content_string.strip()
     assert len(machine_id) == 32

@@ -20,9 +20,14 @@ build {
     destination = "/tmp/mlflow-install/requirements.txt"
   }
 
-  # pip takes the wheels from the build's wheelhouse when Packer serves one,
-  # else from the index; install-mlflow.sh makes it trust the VM's CA bundle,
-  # which holds any extra CA certificate the build was given.
+  provisioner "file" {
+    source      = "requirements/uv.txt"
+    destination = "/tmp/mlflow-install/uv-requirements.txt"
+  }
+
+  # pip and uv take the wheels from the build's wheelhouse when Packer serves
+  # one, else from the index; install-mlflow.sh makes them trust the VM's CA
+  # bundle, which holds any extra CA certificate the build was given.
   provisioner "shell" {
     environment_vars = [
       "MLFLOW_PORT=${var.mlflow_port}",

@@ -4,11 +4,12 @@
 # hash-locked requirements file, state under /var/lib/mlflow.
 #
 # Usage: install-mlflow.sh SOURCE_DIR
-# SOURCE_DIR holds requirements.txt, mlflow.env, mlflow.service,
+# SOURCE_DIR holds requirements.txt, uv-requirements.txt (optional: without
+# it pip installs the requirements), mlflow.env, mlflow.service,
 # mlflow-server, mlflow-prepare-db, mlflowctl, mlflow-motd and the
 # mlflow-backup service and timer. pip reads its usual PIP_* variables
-# (PIP_INDEX_URL, PIP_FIND_LINKS, PIP_CERT, ...), so a private index or a
-# proxy's CA certificate works here too.
+# (PIP_INDEX_URL, PIP_FIND_LINKS, PIP_CERT, ...), and uv gets the same
+# values, so a private index or a proxy's CA certificate works here too.
 #
 # Environment:
 #   MLFLOW_PORT    override the port written to mlflow.env
@@ -74,10 +75,54 @@ install_venv() {
     step "creating venv $venv"
     "$python" -m venv "$venv"
   fi
-  step "installing MLflow 3.1.4 (hash-checked)"
-  "$venv/bin/pip" install --no-cache-dir --disable-pip-version-check \
-    --require-hashes --no-deps -r "$src/requirements.txt"
+  local scratch=""
+  if [[ -f $src/uv-requirements.txt ]]; then
+    scratch=$(mktemp -d /var/tmp/mlflow-uv.XXXXXX)
+    cleanup+=("$scratch")
+    bootstrap_uv "$scratch" || scratch=""
+  fi
+  if [[ -n $scratch ]]; then
+    step "installing MLflow 3.1.4 with uv (hash-checked)"
+    uv_install "$scratch" --quiet --python "$venv/bin/python" \
+      --require-hashes --no-deps --compile-bytecode -r "$src/requirements.txt"
+  else
+    step "installing MLflow 3.1.4 with pip (hash-checked)"
+    "$venv/bin/pip" install --no-cache-dir --disable-pip-version-check \
+      --require-hashes --no-deps -r "$src/requirements.txt"
+  fi
   install -m 0644 "$src/requirements.txt" "$venv/requirements.txt"
+}
+
+# Installs the hash-locked uv into a venv under the scratch folder $1;
+# fails (and the install goes on with pip) where no uv wheel fits the VM.
+# Under an emulated CPU uv installs MLflow about twice as fast as pip.
+bootstrap_uv() {
+  local scratch=$1
+  step "installing uv (hash-checked)"
+  if "$python" -m venv "$scratch/venv" \
+    && "$scratch/venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check \
+      --require-hashes --no-deps --only-binary=:all: -r "$src/uv-requirements.txt"; then
+    return 0
+  fi
+  echo "uv could not be installed; pip installs MLflow instead" >&2
+  return 1
+}
+
+# `uv pip install` with the uv of the scratch folder $1, its cache there,
+# and the package index, find-links, trusted host and CA bundle given to pip
+# through its PIP_* variables.
+uv_install() {
+  local scratch=$1
+  shift
+  local settings=(UV_CACHE_DIR="$scratch/cache") options=()
+  [[ -n ${PIP_INDEX_URL:-} ]] && settings+=(UV_DEFAULT_INDEX="$PIP_INDEX_URL")
+  [[ -n ${PIP_EXTRA_INDEX_URL:-} ]] && settings+=(UV_INDEX="$PIP_EXTRA_INDEX_URL")
+  [[ -n ${PIP_FIND_LINKS:-} ]] && settings+=(UV_FIND_LINKS="$PIP_FIND_LINKS")
+  [[ -n ${PIP_TRUSTED_HOST:-} ]] && settings+=(UV_INSECURE_HOST="$PIP_TRUSTED_HOST")
+  [[ -n ${PIP_CERT:-} ]] && settings+=(SSL_CERT_FILE="$PIP_CERT")
+  # uv has no variable for this one.
+  [[ -n ${PIP_NO_INDEX:-} ]] && options+=(--no-index)
+  env "${settings[@]}" "$scratch/venv/bin/uv" pip install "${options[@]}" "$@"
 }
 
 # Installs MLFLOW_EXTRA_PIP_PACKAGES (environment, else the settings file)
@@ -128,6 +173,14 @@ install_service() {
   systemctl daemon-reload
   systemctl enable mlflow.service mlflow-backup.timer
 }
+
+cleanup=()
+remove_scratch() {
+  if (( ${#cleanup[@]} > 0 )); then
+    rm -rf "${cleanup[@]}"
+  fi
+}
+trap remove_scratch EXIT
 
 main() {
   if (( EUID != 0 )); then
