@@ -178,6 +178,21 @@ def _converted_disks_skip_disruptive_tests(request: pytest.FixtureRequest) -> No
 
 
 @pytest.fixture
+def once_per_image(install: str) -> None:
+    """Tests that restart the server or cut the VM's power run on the built
+    image only; the other paths install the same files."""
+    if install != "image":
+        pytest.skip("restarting and power-cut tests run on the built image; "
+                    "the other install paths install the same service")
+
+
+@pytest.fixture(scope="session")
+def carried_backup(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A backup one VM of the session takes, kept on the host for another to restore."""
+    return {"dir": tmp_path_factory.mktemp("carried-backup")}
+
+
+@pytest.fixture
 def boot_times() -> dict[str, tuple[float, float]]:
     """Where a test records its boot's seconds to SSH and to /health, for the summary."""
     return BOOT_TIMES

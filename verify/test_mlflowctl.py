@@ -8,6 +8,7 @@ user network is always 10.0.2.15.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 
 import pytest
@@ -34,14 +35,6 @@ def status(host) -> dict:
 def wait_for_health(vm: VM, timeout: float = 900) -> None:
     """Wait until the server answers again from the host."""
     vm.wait_for_http("/health", timeout=timeout)
-
-
-@pytest.fixture
-def once_per_image(install: str) -> None:
-    """Tests that restart the server run on the built image only."""
-    if install != "image":
-        pytest.skip("the same mlflowctl is installed by both paths; "
-                    "its restarting commands are exercised on the built image")
 
 
 def test_status_reports_state_urls_versions_and_stores(
@@ -132,7 +125,7 @@ def test_set_refuses_a_bad_value_and_leaves_settings_and_server_alone(host) -> N
 
 
 def test_backup_holds_a_consistent_copy_of_the_database_and_artifacts(
-    host, hello_world_run: str
+    vm: VM, host, install: str, hello_world_run: str, carried_backup: dict
 ) -> None:
     result = ctl(host, "backup --dir /var/tmp/mlflow-verify-backups")
     assert result.rc == 0, result.stderr
@@ -142,6 +135,14 @@ def test_backup_holds_a_consistent_copy_of_the_database_and_artifacts(
     assert manifest["database"]["counts"]["runs"] == int(sql(host, "SELECT count(*) FROM runs"))
     listed = host.check_output(f"sudo tar -tzf {folder}/artifacts.tar.gz")
     assert listed.splitlines()[0].rstrip("/") == "artifacts"
+    if install == "image":
+        # Carried to the host, for another VM of the session to restore.
+        archive = carried_backup["dir"] / "backup.tar"
+        with archive.open("wb") as out:
+            subprocess.run(vm.ssh_command(f"sudo tar -C {folder} -cf - ."), stdout=out,
+                           check=True, timeout=600)
+        carried_backup["archive"] = archive
+        carried_backup["run"] = hello_world_run
 
 
 def test_daily_backup_timer_is_armed_and_its_service_writes_a_backup(
@@ -228,19 +229,28 @@ def test_set_applies_a_change_and_rolls_back_one_the_server_cannot_start_with(
 
 
 @pytest.mark.disruptive
-def test_restore_brings_back_the_data_of_a_backup(
-    vm: VM, host, once_per_image: None, hello_world_run: str
+def test_a_backup_of_one_vm_restores_into_another(
+    vm: VM, host, install: str, carried_backup: dict
 ) -> None:
-    result = ctl(host, "backup --dir /var/tmp/mlflow-verify-restore")
-    assert result.rc == 0, result.stderr
-    folder = result.stdout.split("Backup written to ", 1)[1].split()[0]
+    if install != "user-data":
+        pytest.skip("restores the built image's backup into the VM the user-data "
+                    "installed, a fresh VM")
+    if "archive" not in carried_backup:
+        pytest.skip("no backup of the built image was taken in this session")
+    folder = "/var/tmp/mlflow-backup-from-image"
+    host.run_test(f"sudo mkdir -p {folder}")
+    with carried_backup["archive"].open("rb") as archive:
+        subprocess.run(vm.ssh_command(f"sudo tar -C {folder} -xf -"), stdin=archive,
+                       check=True, timeout=600)
     client = MlflowClient(vm.url)
-    later = client.create_run(client.get_experiment_by_name("Default").experiment_id)
+    local = client.create_run(client.get_experiment_by_name("Default").experiment_id)
 
     restored = ctl(host, f"restore {folder} --timeout 900")
     assert restored.rc == 0, restored.stdout + restored.stderr
     wait_for_health(vm)
-    assert client.get_run(hello_world_run).data.metrics == {"metric1": 0.85}
+    restored_run = client.get_run(carried_backup["run"])
+    assert restored_run.data.params == {"param1": "5"}
+    assert restored_run.data.metrics == {"metric1": 0.85}
     run_ids = sql(host, "SELECT run_uuid FROM runs").split()
-    assert hello_world_run in run_ids
-    assert later.info.run_id not in run_ids
+    assert local.info.run_id not in run_ids
+    assert ctl(host, "doctor").rc == 0
