@@ -13,26 +13,29 @@ def _function(script: str, name: str) -> str:
     return script[start:script.index("\n}\n", start) + 3]
 
 
-def test_uv_gets_the_index_find_links_no_index_trusted_host_and_ca_bundle_given_to_pip(tmp_path):
+def _uv_install(tmp_path, env: dict[str, str]) -> list[str]:
+    """Run the script's uv_install with a fake uv that prints what it was given."""
     script = rendered("debian-12")["packer/debian-12/files/install-mlflow.sh"]
     uv = tmp_path / "venv" / "bin" / "uv"
     uv.parent.mkdir(parents=True)
     uv.write_text("#!/bin/sh\nenv | grep -E '^(UV_|SSL_CERT_FILE=)' | sort\necho \"args: $*\"\n")
     uv.chmod(0o755)
-    env = {
-        "PATH": os.environ["PATH"],
+    return subprocess.run(
+        ["bash", "-euo", "pipefail", "-c",
+         _function(script, "uv_install") + f"uv_install {tmp_path} --quiet\n"],
+        env={"PATH": os.environ["PATH"], **env}, capture_output=True, text=True, check=True,
+    ).stdout.splitlines()
+
+
+def test_uv_gets_the_index_find_links_no_index_trusted_host_and_ca_bundle_given_to_pip(tmp_path):
+    out = _uv_install(tmp_path, {
         "PIP_INDEX_URL": "https://mirror.internal/simple",
         "PIP_EXTRA_INDEX_URL": "https://extra.internal/simple",
         "PIP_FIND_LINKS": "http://10.0.2.2:8090/",
         "PIP_NO_INDEX": "1",
         "PIP_TRUSTED_HOST": "10.0.2.2",
         "PIP_CERT": "/etc/ssl/certs/ca-certificates.crt",
-    }
-    out = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c",
-         _function(script, "uv_install") + f"uv_install {tmp_path} --quiet\n"],
-        env=env, capture_output=True, text=True, check=True,
-    ).stdout.splitlines()
+    })
     assert out == [
         "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt",
         f"UV_CACHE_DIR={tmp_path}/cache",
@@ -45,17 +48,8 @@ def test_uv_gets_the_index_find_links_no_index_trusted_host_and_ca_bundle_given_
 
 
 def test_uv_without_pip_settings_uses_its_defaults(tmp_path):
-    script = rendered("debian-12")["packer/debian-12/files/install-mlflow.sh"]
-    uv = tmp_path / "venv" / "bin" / "uv"
-    uv.parent.mkdir(parents=True)
-    uv.write_text("#!/bin/sh\nenv | grep -E '^(UV_|SSL_CERT_FILE=)' | sort\necho \"args: $*\"\n")
-    uv.chmod(0o755)
-    out = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c",
-         _function(script, "uv_install") + f"uv_install {tmp_path} --quiet\n"],
-        env={"PATH": os.environ["PATH"]}, capture_output=True, text=True, check=True,
-    ).stdout.splitlines()
-    assert out == [f"UV_CACHE_DIR={tmp_path}/cache", "args: pip install --quiet"]
+    assert _uv_install(tmp_path, {}) == [f"UV_CACHE_DIR={tmp_path}/cache",
+                                         "args: pip install --quiet"]
 
 
 def test_the_guest_uv_lock_pins_the_uv_of_the_project_tools():
