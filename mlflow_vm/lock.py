@@ -109,8 +109,10 @@ def _compile(source: Path, python: str) -> str:
     return subprocess.run(
         [
             sys.executable, "-m", "uv", "pip", "compile", "--quiet",
+            # No --emit-index-url: an index named in the file would override
+            # PIP_INDEX_URL, and a private index or mirror would be ignored.
             "--native-tls", "--generate-hashes", "--no-header", "--no-annotate",
-            "--emit-index-url", "--python-version", python,
+            "--python-version", python,
             "--python-platform", "x86_64-manylinux_2_28", str(source),
         ],
         check=True, cwd=ROOT, capture_output=True, text=True,

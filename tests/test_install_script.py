@@ -1,10 +1,12 @@
-"""The install script hands pip's index settings to uv, and uv's lock stays current."""
+"""The install script hands pip's index settings to uv; the locks leave the index to them."""
 
 import os
+import socket
 import subprocess
+import sys
 
 from mlflow_vm import lock
-from mlflow_vm.paths import UV_REQUIREMENTS
+from mlflow_vm.paths import REQUIREMENTS, UV_REQUIREMENTS
 from test_render import rendered
 
 
@@ -58,3 +60,23 @@ def test_the_guest_uv_lock_pins_the_uv_of_the_project_tools():
              if line.startswith("uv=="))).group(2)
     assert pinned == lock.uv_version(), "run `make lock` after changing uv in dev.txt"
     assert "--hash=sha256:" in UV_REQUIREMENTS.read_text()
+
+
+def test_the_locks_leave_the_package_index_to_pip_index_url(tmp_path):
+    """A mirror or private index given as PIP_INDEX_URL is the one pip asks."""
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    index = f"http://127.0.0.1:{port}/simple"
+    for lock_file in sorted(REQUIREMENTS.glob("*.txt")):
+        if lock_file.name == "dev.txt":
+            continue
+        result = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+             "--retries", "0", "--timeout", "2", "-d", str(tmp_path), "-r", str(lock_file)],
+            env={**os.environ, "PIP_INDEX_URL": index, "PIP_FIND_LINKS": "",
+                 "PIP_NO_INDEX": "", "PIP_CONSTRAINT": "", "PIP_CONFIG_FILE": os.devnull},
+            capture_output=True, text=True, timeout=120,
+        )
+        assert result.returncode != 0 and f"127.0.0.1:{port}" in result.stdout + result.stderr, (
+            f"{lock_file.name} does not send pip to PIP_INDEX_URL")
