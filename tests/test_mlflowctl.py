@@ -175,3 +175,23 @@ def test_set_refuses_a_misspelt_setting_unless_asked_to_add_it(ctl, capsys, monk
     monkeypatch.setattr(ctl.shutil, "copy2", lambda *a: None)
     assert ctl.main(["set", "--add", "--no-restart", "AWS_DEFAULT_REGION=eu-west-1"]) == 0
     assert written and written[0].endswith("AWS_DEFAULT_REGION=eu-west-1\n")
+
+
+def test_backup_refuses_to_fill_the_disk_and_writes_nothing(ctl, capsys, monkeypatch, tmp_path):
+    state = tmp_path / "state"
+    (state / "artifacts").mkdir(parents=True)
+    (state / "mlflow.db").write_bytes(b"x" * 4096)
+    (state / "artifacts" / "model.bin").write_bytes(b"y" * 8192)
+    monkeypatch.setattr(ctl.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(ctl, "read_settings", lambda: {
+        "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{state}/mlflow.db",
+        "MLFLOW_ARTIFACTS_DESTINATION": str(state / "artifacts")})
+    total = 100 * 2**30
+    # 5 % of the disk plus the backup's 12 KiB is more than is free.
+    monkeypatch.setattr(ctl.shutil, "disk_usage", lambda path: ctl.shutil._ntuple_diskusage(
+        total, total - 5 * 2**30, 5 * 2**30))
+    backups = tmp_path / "backups"
+    assert ctl.main(["backup", "--dir", str(backups)]) == 2
+    err = capsys.readouterr().err
+    assert "a backup needs about 12.0 KiB" in err and "--dir" in err
+    assert not backups.exists()
