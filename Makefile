@@ -19,7 +19,10 @@ SOURCES := $(shell find profiles templates requirements/mlflow-* scripts/build-d
              mlflow_vm/build.py mlflow_vm/render.py mlflow_vm/wheelhouse.py \
              mlflow_vm/base_image.py mlflow_vm/profiles.py -type f 2>/dev/null)
 
-BENCH_PROFILE := $(if $(DISTRO),$(DISTRO),debian-12)
+# make load and bench measure debian-12, the profile every machine can build,
+# unless UBUNTU or DISTRO names another.
+BENCH_PROFILE := $(strip $(if $(filter command line environment,\
+  $(origin UBUNTU) $(origin DISTRO)),$(PROFILE),debian-12))
 BENCH_IMAGE := output/$(BENCH_PROFILE)/mlflow-$(BENCH_PROFILE).qcow2
 CLIENTS ?= 32
 DURATION ?= 60
@@ -119,7 +122,7 @@ verify: deps ## Verify a built image: IMAGE=path.qcow2 (PROFILE from UBUNTU/DIST
 	  $(VERIFY_ARGS)
 
 bench: deps ## Measure builds (cold, warm), boot time, sizes, pip vs uv in the guest
-	@$(CLI) bench --profile $(if $(DISTRO),$(DISTRO),debian-12)
+	@$(CLI) bench --profile $(BENCH_PROFILE)
 
 load: deps ## Load IMAGE's MLflow and the tutorial's server on one VM; CLIENTS=32 DURATION=60
 	@IMAGE="$(if $(filter command line environment,$(origin IMAGE)),$$IMAGE,$(BENCH_IMAGE))" \

@@ -105,9 +105,16 @@ def _positive(name: str, value: str, limit: int) -> int:
 def _loopback_url(value: str) -> str:
     """Load goes to this machine only: refuse any other address."""
     parsed = urlsplit(value)
-    if parsed.scheme != "http" or parsed.hostname != "127.0.0.1" or not parsed.port:
+    try:
+        port = parsed.port
+    except ValueError:
+        port = None
+    if parsed.scheme != "http" or parsed.hostname != "127.0.0.1" or not port:
         raise UserError(f"--url {value} is not http://127.0.0.1:PORT: "
                         "the load benchmark only aims at this machine")
+    if not load.answers(value):
+        raise UserError(f"nothing answers at {value.rstrip('/')}/health: "
+                        "start the server, or check the port")
     return value
 
 

@@ -249,6 +249,14 @@ def count_lost(ledger: Ledger, reader: Reader, threads: int = 8) -> tuple[int, i
     return sum(o[0] for o in outcomes), sum(o[1] for o in outcomes)
 
 
+def answers(url: str, timeout: float = 30) -> bool:
+    """Whether an MLflow server answers its health check at ``url``."""
+    try:
+        return requests.get(f"{url.rstrip('/')}/health", timeout=timeout).ok
+    except requests.RequestException:
+        return False
+
+
 def create_experiment(url: str, timeout: float = 60) -> str:
     """Create a fresh experiment for one load run; return its id."""
     response = requests.post(f"{url.rstrip('/')}{API}/experiments/create",

@@ -88,6 +88,9 @@ def test_table_puts_servers_side_by_side_with_their_ratio() -> None:
     (["load", "--url", "http://127.0.0.1:5000", "--clients", "0"], "CLIENTS=0"),
     (["load", "--url", "http://127.0.0.1:5000", "--duration", "1m"], "DURATION=1m"),
     (["load", "--url", "http://10.1.2.3:5000"], "127.0.0.1"),
+    (["load", "--url", "http://127.0.0.1:abc"], "127.0.0.1:PORT"),
+    (["load", "--url", "http://127.0.0.1:99999"], "127.0.0.1:PORT"),
+    (["load", "--url", "http://127.0.0.1:1"], "nothing answers at http://127.0.0.1:1/health"),
     (["load", "--image", "/nonexistent.qcow2"], "does not exist"),
 ])
 def test_bad_load_input_is_one_error_line(capsys, argv, message) -> None:
