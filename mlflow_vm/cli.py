@@ -6,6 +6,7 @@ import argparse
 import getpass
 import logging
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -184,6 +185,9 @@ def _cmd_libvirt(args: argparse.Namespace) -> int:
     export.check_resources(cpus, memory)
     kvm = (accel.requested() or "kvm") == "kvm"
     seed_iso = _seed_iso(args.seed)
+    if args.name and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", args.name):
+        raise UserError(f"VM_NAME={args.name} is not a domain name: use letters, digits, "
+                        ". _ and -, starting with a letter or digit")
     domain = libvirt.Domain(name=args.name or image.name, disk=image.path, cpus=cpus,
                             memory_mib=memory, seed=seed_iso, network=args.network or "default",
                             kvm=kvm)

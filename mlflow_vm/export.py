@@ -64,10 +64,13 @@ class Image:
 
 
 def require_file(path: Path, directory: str, missing: str) -> None:
-    """Refuse ``path`` in one line when it is a directory or does not exist;
-    ``directory`` and ``missing`` are those lines, saying what to give instead."""
+    """Refuse ``path`` in one line when it is a directory, a device or pipe, or
+    does not exist; ``directory`` and ``missing`` are the first and last lines,
+    saying what to give instead."""
     if path.is_dir():
         raise UserError(directory)
+    if path.exists() and not path.is_file():
+        raise UserError(f"{path} is a device or a pipe, not a file: give a regular file")
     if not path.is_file():
         raise UserError(missing)
 

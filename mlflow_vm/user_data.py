@@ -34,7 +34,7 @@ def check_allowed_hosts(value: str) -> str:
 def check_package(value: str) -> str:
     """Return ``value`` if pip reads it as one requirement, e.g. boto3 or boto3==1.35.0."""
     if not PACKAGE.match(value):
-        raise UserError(f"PIP_PACKAGE={value!r} is not a package name with an optional "
+        raise UserError(f"PIP_PACKAGES: {value!r} is not a package name with an optional "
                         "version (boto3, boto3==1.35.0, psycopg[binary]>=3.1)")
     return value
 

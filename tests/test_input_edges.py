@@ -415,3 +415,22 @@ def test_user_data_from_a_template_with_invalid_yaml_names_the_line(capsys, tmp_
     assert "not valid yaml" in err[0] and "line 2, column 6" in err[0]
     assert "/tmp/" not in err[0] and not err[0].endswith("^")
     assert not target.exists()
+
+
+@pytest.mark.parametrize("name", ["a/b", "a b", "<x>", "-dash", "x" * 64])
+def test_libvirt_refuses_a_vm_name_libvirt_or_a_shell_would_trip_on(capsys, image, name):
+    status, err = run_cli(capsys, "libvirt", "--image", image, f"--name={name}")
+    assert status == 2 and err == [
+        f"error: VM_NAME={name} is not a domain name: use letters, digits, . _ and -, "
+        "starting with a letter or digit"]
+    assert not image.with_suffix(".xml").exists()
+
+
+def test_a_pipe_given_as_a_file_is_named_as_such(capsys, tmp_path):
+    pipe = tmp_path / "key.pub"
+    os.mkfifo(pipe)
+    status, err = run_cli(capsys, "seed", "--ssh-key", str(pipe), "--output",
+                          str(tmp_path / "seed.iso"))
+    assert status == 2 and err == [f"error: {pipe} is a device or a pipe, not a file: "
+                                   "give a regular file"]
+    assert not (tmp_path / "seed.iso").exists()
