@@ -15,7 +15,8 @@ TEST_IMAGE := output/$(TEST_PROFILE)/mlflow-$(TEST_PROFILE).qcow2
 VENV ?= .venv
 PY := $(VENV)/bin/python
 CLI := $(PY) -m mlflow_vm
-SOURCES := $(shell find profiles templates requirements/mlflow-* scripts/build-debian-base.sh \
+SOURCES := $(shell find profiles templates requirements/mlflow-* requirements/uv.txt \
+             scripts/build-debian-base.sh \
              mlflow_vm/build.py mlflow_vm/render.py mlflow_vm/wheelhouse.py \
              mlflow_vm/base_image.py mlflow_vm/profiles.py -type f 2>/dev/null)
 
