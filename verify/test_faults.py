@@ -73,6 +73,9 @@ def test_a_power_cut_during_writes_leaves_an_intact_database_and_every_write(
     _assert_nothing_lost(vm, ledger)
 
 
+# Among the disruptive tests: the failed upload's traceback and journald's
+# own clean-up on a full disk push earlier lines out of the journal.
+@pytest.mark.disruptive
 def test_a_full_data_disk_fails_uploads_not_the_server_until_space_is_freed(
     vm: VM, once_per_image: None
 ) -> None:
