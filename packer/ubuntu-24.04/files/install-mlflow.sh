@@ -8,8 +8,9 @@
 # it pip installs the requirements), mlflow.env, mlflow.service,
 # mlflow-server, mlflow-prepare-db, mlflowctl, mlflow-motd and the
 # mlflow-backup service and timer. pip reads its usual PIP_* variables
-# (PIP_INDEX_URL, PIP_FIND_LINKS, PIP_CERT, ...), and uv gets the same
-# values, so a private index or a proxy's CA certificate works here too.
+# (PIP_INDEX_URL, PIP_FIND_LINKS, PIP_CERT, ...) and pip.conf, and uv gets
+# the same values, so a private index or a proxy's CA certificate works here
+# too; should uv fail, pip installs MLflow.
 #
 # Environment:
 #   MLFLOW_PORT    override the port written to mlflow.env
@@ -70,17 +71,22 @@ install_venv() {
     step "creating venv $venv"
     "$python" -m venv "$venv"
   fi
-  local scratch=""
+  local scratch installed=no
   if [[ -f $src/uv-requirements.txt ]]; then
     scratch=$(mktemp -d /var/tmp/mlflow-uv.XXXXXX)
     cleanup+=("$scratch")
-    bootstrap_uv "$scratch" || scratch=""
+    if bootstrap_uv "$scratch"; then
+      step "installing MLflow 3.17.2 with uv (hash-checked)"
+      if uv_install "$scratch" "$("$venv/bin/pip" config list 2>/dev/null || true)" \
+        --quiet --python "$venv/bin/python" \
+        --require-hashes --no-deps --compile-bytecode -r "$src/requirements.txt"; then
+        installed=yes
+      else
+        echo "uv could not install MLflow; pip tries instead" >&2
+      fi
+    fi
   fi
-  if [[ -n $scratch ]]; then
-    step "installing MLflow 3.17.2 with uv (hash-checked)"
-    uv_install "$scratch" --quiet --python "$venv/bin/python" \
-      --require-hashes --no-deps --compile-bytecode -r "$src/requirements.txt"
-  else
+  if [[ $installed == no ]]; then
     step "installing MLflow 3.17.2 with pip (hash-checked)"
     "$venv/bin/pip" install --no-cache-dir --disable-pip-version-check \
       --require-hashes --no-deps -r "$src/requirements.txt"
@@ -103,20 +109,38 @@ bootstrap_uv() {
   return 1
 }
 
+# The value pip uses for setting $2 (index-url, find-links, ...) according
+# to `pip config list` ($1): a PIP_* variable (":env:") before a pip.conf.
+pip_setting() {
+  local config=$1 key=$2 value
+  value=$(sed -n "s/^:env:\.${key}='\(.*\)'\$/\1/p" <<<"$config" | tail -n 1)
+  if [[ -z $value ]]; then
+    value=$(sed -n "s/^[a-z]*\.${key}='\(.*\)'\$/\1/p" <<<"$config" | tail -n 1)
+  fi
+  printf '%s' "$value"
+}
+
 # `uv pip install` with the uv of the scratch folder $1, its cache there,
-# and the package index, find-links, trusted host and CA bundle given to pip
-# through its PIP_* variables.
+# and the package index, find-links, trusted host and CA bundle pip would
+# use according to `pip config list` ($2): uv reads neither PIP_* variables
+# nor pip.conf.
 uv_install() {
-  local scratch=$1
-  shift
-  local settings=(UV_CACHE_DIR="$scratch/cache") options=()
-  [[ -n ${PIP_INDEX_URL:-} ]] && settings+=(UV_DEFAULT_INDEX="$PIP_INDEX_URL")
-  [[ -n ${PIP_EXTRA_INDEX_URL:-} ]] && settings+=(UV_INDEX="$PIP_EXTRA_INDEX_URL")
-  [[ -n ${PIP_FIND_LINKS:-} ]] && settings+=(UV_FIND_LINKS="$PIP_FIND_LINKS")
-  [[ -n ${PIP_TRUSTED_HOST:-} ]] && settings+=(UV_INSECURE_HOST="$PIP_TRUSTED_HOST")
-  [[ -n ${PIP_CERT:-} ]] && settings+=(SSL_CERT_FILE="$PIP_CERT")
+  local scratch=$1 config=$2
+  shift 2
+  local settings=(UV_CACHE_DIR="$scratch/cache") options=() value
+  value=$(pip_setting "$config" index-url)
+  [[ -n $value ]] && settings+=(UV_DEFAULT_INDEX="$value")
+  value=$(pip_setting "$config" extra-index-url)
+  [[ -n $value ]] && settings+=(UV_INDEX="$value")
+  value=$(pip_setting "$config" find-links)
+  [[ -n $value ]] && settings+=(UV_FIND_LINKS="$value")
+  value=$(pip_setting "$config" trusted-host)
+  [[ -n $value ]] && settings+=(UV_INSECURE_HOST="$value")
+  value=$(pip_setting "$config" cert)
+  [[ -n $value ]] && settings+=(SSL_CERT_FILE="$value")
   # uv has no variable for this one.
-  [[ -n ${PIP_NO_INDEX:-} ]] && options+=(--no-index)
+  value=$(pip_setting "$config" no-index)
+  [[ ${value,,} =~ ^(1|true|yes|on)$ ]] && options+=(--no-index)
   env "${settings[@]}" "$scratch/venv/bin/uv" pip install "${options[@]}" "$@"
 }
 
