@@ -113,9 +113,6 @@ def _loopback_url(value: str) -> str:
     if parsed.scheme != "http" or parsed.hostname != "127.0.0.1" or not port:
         raise UserError(f"--url {value} is not http://127.0.0.1:PORT: "
                         "the load benchmark only aims at this machine")
-    if not load.answers(value):
-        raise UserError(f"nothing answers at {value.rstrip('/')}/health: "
-                        "start the server, or check the port")
     return value
 
 
@@ -124,6 +121,9 @@ def _cmd_load(args: argparse.Namespace) -> int:
     duration = _positive("DURATION", args.duration, 3600)
     if args.url:
         url = _loopback_url(args.url)
+        if not load.answers(url):
+            raise UserError(f"nothing answers at {url.rstrip('/')}/health: "
+                            "start the server, or check the port")
         results = {url: load.run(url, clients, float(duration))}
     else:
         for item in args.set:
