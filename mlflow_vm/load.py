@@ -89,6 +89,15 @@ class Ledger:
             record = self.runs.setdefault(run_id, RunRecord())
             record.metrics.setdefault(key, {})[step] = value
 
+    def wait_for_runs(self, count: int, timeout: float = 300) -> None:
+        """Wait until ``count`` runs are acknowledged; TimeoutError if they are not."""
+        deadline = time.monotonic() + timeout
+        while len(self.runs) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(self.runs)} runs acknowledged, not {count}, "
+                                   f"within {timeout:.0f} s")
+            time.sleep(1)
+
     def acknowledged_rows(self) -> int:
         """How many params and metric steps the server acknowledged."""
         return sum(len(r.params) + sum(len(s) for s in r.metrics.values())

@@ -20,7 +20,7 @@ import requests
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from . import profiles
-from .paths import REQUIREMENTS, ROOT, UV_REQUIREMENTS
+from .paths import OLDER_REQUIREMENTS, REQUIREMENTS, ROOT, UV_REQUIREMENTS
 from .progress import step
 
 LOG = logging.getLogger(__name__)
@@ -28,6 +28,9 @@ INDEX = "https://pypi.org/simple"
 PLATFORM = re.compile(r"^(any|(many|musl)linux\w*_(x86_64|aarch64)|linux_(x86_64|aarch64))$")
 REQUIREMENT = re.compile(r"^([A-Za-z0-9._-]+)==([^\s;\\]+)")
 HASH = re.compile(r"--hash=sha256:([0-9a-f]{64})")
+# An older MLflow release with an older database schema: the upgrade test
+# installs it, logs runs with it, and upgrades to the profile's release.
+OLDER_MLFLOW = "3.1.4"
 
 
 def _ca_bundle() -> str | bool:
@@ -128,22 +131,36 @@ def uv_version() -> str:
     raise RuntimeError("requirements/dev.txt pins no uv release")
 
 
+def older_lock(python: str) -> Path:
+    """The lock of :data:`OLDER_MLFLOW` for ``python`` (absent where the
+    profile itself pins that release)."""
+    return OLDER_REQUIREMENTS / f"mlflow-py{python}.txt"
+
+
+def _lock(source: Path, requirement: str, python: str) -> Path:
+    """Write ``requirement`` to ``source`` and its lock beside it, as ``.txt``."""
+    source.write_text(f"{requirement}\n")
+    target = source.with_suffix(".txt")
+    target.write_text(filter_hashes(_compile(source, python), python))
+    return target
+
+
 def lock_all() -> list[Path]:
     """Write ``requirements/mlflow-pyX.Y.in`` and ``.txt`` for each Python version,
-    and the lock of the uv that installs them in the guest."""
+    the lock of :data:`OLDER_MLFLOW` under ``requirements/older``, and the lock of
+    the uv that installs them in the guest."""
     pins = {p.python_version: p.mlflow_version for p in profiles.load_all().values()}
     written = []
     for version, mlflow in sorted(pins.items()):
-        source = REQUIREMENTS / f"mlflow-py{version}.in"
-        source.write_text(f"mlflow=={mlflow}\n")
-        target = source.with_suffix(".txt")
         with step(f"locking MLflow {mlflow} for Python {version}"):
-            target.write_text(filter_hashes(_compile(source, version), version))
-        written.append(target)
+            written.append(_lock(REQUIREMENTS / f"mlflow-py{version}.in",
+                                 f"mlflow=={mlflow}", version))
+        if mlflow != OLDER_MLFLOW:
+            OLDER_REQUIREMENTS.mkdir(exist_ok=True)
+            with step(f"locking MLflow {OLDER_MLFLOW} for Python {version} (upgrade test)"):
+                written.append(_lock(older_lock(version).with_suffix(".in"),
+                                     f"mlflow=={OLDER_MLFLOW}", version))
     oldest = min(pins, key=lambda v: tuple(map(int, v.split("."))))
-    source = UV_REQUIREMENTS.with_suffix(".in")
-    source.write_text(f"uv=={uv_version()}\n")
     with step(f"locking uv {uv_version()}"):
-        UV_REQUIREMENTS.write_text(filter_hashes(_compile(source, oldest), oldest))
-    written.append(UV_REQUIREMENTS)
+        written.append(_lock(UV_REQUIREMENTS.with_suffix(".in"), f"uv=={uv_version()}", oldest))
     return written

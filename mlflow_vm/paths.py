@@ -8,6 +8,8 @@ TEMPLATES = ROOT / "templates"
 REQUIREMENTS = ROOT / "requirements"
 # The hash-locked uv that installs each image's requirements in the guest.
 UV_REQUIREMENTS = REQUIREMENTS / "uv.txt"
+# Locks of an older MLflow release, which the upgrade test starts from.
+OLDER_REQUIREMENTS = REQUIREMENTS / "older"
 PACKER = ROOT / "packer"
 CLOUD_INIT = ROOT / "cloud-init"
 OUTPUT = ROOT / "output"

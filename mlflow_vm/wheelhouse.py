@@ -41,8 +41,9 @@ def path_for(profile: Profile) -> Path:
     return cache_dir() / "wheels" / f"py{profile.python_version}"
 
 
-def fill(profile: Profile) -> Path:
-    """Download the profile's locked wheels, and uv's, into its wheelhouse; return it.
+def fill(profile: Profile, *locks: Path) -> Path:
+    """Download the profile's locked wheels, uv's, and those of further
+    ``locks`` for the same Python, into its wheelhouse; return it.
 
     pip skips wheels already there, so a warm cache costs a few seconds.
     """
@@ -55,20 +56,22 @@ def fill(profile: Profile) -> Path:
         "--require-hashes", "--no-deps", "--only-binary=:all:",
         # A late patch release: some wheels exclude early ones (!=3.9.0).
         "--python-version", f"{version}.99", "--implementation", "cp",
-        "--abi", abi, "--abi", "abi3", "--abi", "none",
-        "-r", str(profile.requirements_file), "-r", str(UV_REQUIREMENTS), "-d", str(target),
+        "--abi", abi, "--abi", "abi3", "--abi", "none", "-d", str(target),
     ]
     for platform in PLATFORMS:
         command += ["--platform", platform]
     # A host-wide pip constraint file has no hashes and would fail the lock.
     env = {**os.environ, "PIP_CONSTRAINT": ""}
-    result = subprocess.run(command, env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        detail = result.stderr.strip().splitlines()[-1:] or ["pip failed"]
-        raise UserError(
-            f"could not download the wheels for Python {version}: {detail[0]} "
-            "(set WHEELHOUSE=no to let the build VM download them itself)"
-        )
+    # One pip per lock: two locks may pin different releases of a package.
+    for files in ([profile.requirements_file, UV_REQUIREMENTS], *[[lock] for lock in locks]):
+        requirements = [arg for path in files for arg in ("-r", str(path))]
+        result = subprocess.run(command + requirements, env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            detail = result.stderr.strip().splitlines()[-1:] or ["pip failed"]
+            raise UserError(
+                f"could not download the wheels for Python {version}: {detail[0]} "
+                "(set WHEELHOUSE=no to let the build VM download them itself)"
+            )
     count = sum(1 for _ in target.glob("*.whl"))
     LOG.info("Wheelhouse %s: %d wheels", target, count)
     return target

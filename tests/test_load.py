@@ -113,3 +113,11 @@ def test_a_setting_to_try_must_be_key_value(capsys, tmp_path) -> None:
     assert cli.main(["load", "--image", str(image), "--set", "MLFLOW_WORKERS"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: --set MLFLOW_WORKERS is not KEY=VALUE"]
+
+
+def test_waiting_for_runs_that_never_come_says_how_many_did():
+    ledger = load.Ledger()
+    ledger.run_created("a")
+    with pytest.raises(TimeoutError, match="1 runs acknowledged, not 2"):
+        ledger.wait_for_runs(2, timeout=0)
+    ledger.wait_for_runs(1, timeout=0)

@@ -23,16 +23,6 @@ def _main_pid(vm: VM) -> int:
     return int(result.stdout.strip() or 0)
 
 
-def _wait_for_runs(ledger: load.Ledger, count: int, timeout: float = 300) -> None:
-    """Wait until the writers have had ``count`` runs acknowledged in all."""
-    deadline = time.monotonic() + timeout
-    while len(ledger.runs) < count:
-        if time.monotonic() > deadline:
-            pytest.fail(f"the writers had {len(ledger.runs)} runs acknowledged, "
-                        f"not {count}, within {timeout:.0f} s")
-        time.sleep(1)
-
-
 def _assert_nothing_lost(vm: VM, ledger: load.Ledger) -> None:
     lost, unverified = load.verify(vm.url, ledger)
     assert (lost, unverified) == (0, 0), (
@@ -46,7 +36,7 @@ def test_a_killed_server_comes_back_without_losing_an_acknowledged_write(
 ) -> None:
     before = _main_pid(vm)
     with load.writers(vm.url, clients=WRITERS) as ledger:
-        _wait_for_runs(ledger, 5)
+        ledger.wait_for_runs(5)
         assert vm.ssh(f"sudo kill -9 {before}").returncode == 0
         deadline = time.monotonic() + 600
         while _main_pid(vm) in (0, before):
@@ -55,7 +45,7 @@ def test_a_killed_server_comes_back_without_losing_an_acknowledged_write(
             time.sleep(2)
         vm.wait_for_http("/health", timeout=600)
         # The writers carry on against the new process.
-        _wait_for_runs(ledger, len(ledger.runs) + 5)
+        ledger.wait_for_runs(len(ledger.runs) + 5)
     _assert_nothing_lost(vm, ledger)
 
 
@@ -64,7 +54,7 @@ def test_a_power_cut_during_writes_leaves_an_intact_database_and_every_write(
     vm: VM, once_per_image: None
 ) -> None:
     with load.writers(vm.url, clients=WRITERS) as ledger:
-        _wait_for_runs(ledger, 10)
+        ledger.wait_for_runs(10)
         vm.power_cycle()
     vm.wait_for_ssh()
     check = vm.ssh(f"sudo sqlite3 -readonly {DATABASE} 'PRAGMA integrity_check'")

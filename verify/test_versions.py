@@ -22,3 +22,13 @@ def test_build_manifest_records_the_versions_in_the_image(install, manifest, pro
     assert manifest["profile"] == profile.name
     assert manifest["python_version"] == profile.python_version
     assert manifest["mlflow_version"] == profile.mlflow_version
+
+
+def test_venv_is_a_link_to_one_named_for_its_release_and_lock(host, profile) -> None:
+    """``mlflowctl upgrade`` builds the next venv beside this one and switches the link."""
+    link = host.file(VENV)
+    assert link.is_symlink
+    target = link.linked_to
+    assert target.startswith(f"{VENV}-{profile.mlflow_version}-")
+    digest = host.check_output(f"sha256sum {target}/requirements.txt").split()[0]
+    assert target == f"{VENV}-{profile.mlflow_version}-{digest[:8]}"

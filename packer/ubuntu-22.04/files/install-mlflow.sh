@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the MLflow tracking server as a systemd service: Python
-# 3.9 in a venv under /opt/mlflow, MLflow 3.1.4 from a
+# 3.9 in a venv linked from /opt/mlflow, MLflow 3.1.4 from a
 # hash-locked requirements file, state under /var/lib/mlflow.
 #
 # Usage: install-mlflow.sh SOURCE_DIR
@@ -72,9 +72,13 @@ install_venv() {
   if [[ -z ${PIP_CERT:-} && -f /etc/ssl/certs/ca-certificates.crt ]]; then
     export PIP_CERT=/etc/ssl/certs/ca-certificates.crt
   fi
-  if [[ ! -x $venv/bin/python ]]; then
-    step "creating venv $venv"
-    "$python" -m venv "$venv"
+  # Each install is a venv of its own, named for the release and the lock,
+  # and $venv links to it: `mlflowctl upgrade` builds the next one beside it.
+  local target
+  target=$venv-3.1.4-$(sha256sum "$src/requirements.txt" | cut -c1-8)
+  if [[ ! -x $target/bin/python ]]; then
+    step "creating venv $target"
+    "$python" -m venv "$target"
   fi
   local scratch installed=no
   if [[ -f $src/uv-requirements.txt ]]; then
@@ -82,8 +86,8 @@ install_venv() {
     cleanup+=("$scratch")
     if bootstrap_uv "$scratch"; then
       step "installing MLflow 3.1.4 with uv (hash-checked)"
-      if uv_install "$scratch" "$("$venv/bin/pip" config list 2>/dev/null || true)" \
-        --quiet --python "$venv/bin/python" \
+      if uv_install "$scratch" "$("$target/bin/pip" config list 2>/dev/null || true)" \
+        --quiet --python "$target/bin/python" \
         --require-hashes --no-deps --compile-bytecode -r "$src/requirements.txt"; then
         installed=yes
       else
@@ -93,10 +97,14 @@ install_venv() {
   fi
   if [[ $installed == no ]]; then
     step "installing MLflow 3.1.4 with pip (hash-checked)"
-    "$venv/bin/pip" install --no-cache-dir --disable-pip-version-check \
+    "$target/bin/pip" install --no-cache-dir --disable-pip-version-check \
       --require-hashes --no-deps -r "$src/requirements.txt"
   fi
-  install -m 0644 "$src/requirements.txt" "$venv/requirements.txt"
+  install -m 0644 "$src/requirements.txt" "$target/requirements.txt"
+  if [[ -d $venv && ! -L $venv ]]; then
+    rm -rf "$venv"
+  fi
+  ln -sfn "$target" "$venv"
 }
 
 # Installs the hash-locked uv into a venv under the scratch folder $1;
