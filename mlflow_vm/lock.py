@@ -1,7 +1,8 @@
 """Regenerate the hash-locked requirements installed in the images.
 
 One lock file per Python version, resolved with uv for Linux from the MLflow
-release the profiles pin for that version. uv records the hash of every file
+release the profiles pin for that version and the database and object
+storage drivers. uv records the hash of every file
 of a release, for every platform; the lock keeps only those an x86-64 or
 arm64 Linux VM can install (and the source archive), which makes the
 standalone user-data that embeds it several times smaller.
@@ -31,6 +32,9 @@ HASH = re.compile(r"--hash=sha256:([0-9a-f]{64})")
 # An older MLflow release with an older database schema: the upgrade test
 # installs it, logs runs with it, and upgrades to the profile's release.
 OLDER_MLFLOW = "3.1.4"
+# The drivers a team configuration needs, locked beside MLflow: PostgreSQL,
+# MySQL, and S3-compatible object storage.
+DRIVERS = ("psycopg2-binary", "pymysql", "boto3")
 
 
 def _ca_bundle() -> str | bool:
@@ -138,7 +142,8 @@ def older_lock(python: str) -> Path:
 
 
 def _lock(source: Path, requirement: str, python: str) -> Path:
-    """Write ``requirement`` to ``source`` and its lock beside it, as ``.txt``."""
+    """Write ``requirement`` (one per line) to ``source`` and its lock beside
+    it, as ``.txt``."""
     source.write_text(f"{requirement}\n")
     target = source.with_suffix(".txt")
     target.write_text(filter_hashes(_compile(source, python), python))
@@ -154,7 +159,7 @@ def lock_all() -> list[Path]:
     for version, mlflow in sorted(pins.items()):
         with step(f"locking MLflow {mlflow} for Python {version}"):
             written.append(_lock(REQUIREMENTS / f"mlflow-py{version}.in",
-                                 f"mlflow=={mlflow}", version))
+                                 "\n".join([f"mlflow=={mlflow}", *DRIVERS]), version))
         if mlflow != OLDER_MLFLOW:
             OLDER_REQUIREMENTS.mkdir(exist_ok=True)
             with step(f"locking MLflow {OLDER_MLFLOW} for Python {version} (upgrade test)"):

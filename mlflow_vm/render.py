@@ -37,6 +37,7 @@ GUEST_FILES = {
     "mlflow-motd": "files/mlflow-motd.sh.j2",
     "mlflow-backup.service": "files/mlflow-backup.service.j2",
     "mlflow-backup.timer": "files/mlflow-backup.timer.j2",
+    "mlflow-settings.service": "files/mlflow-settings.service.j2",
 }
 BUILD_ONLY_FILES = {"cleanup-image.sh": "files/cleanup-image.sh.j2"}
 EXECUTABLES = {"install-mlflow.sh", "mlflow-server", "cleanup-image.sh", "mlflowctl",

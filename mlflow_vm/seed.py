@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from . import export, tools
+from . import settings as server_settings
 from .errors import UserError
 
 DEFAULT_USER = "mlflow-admin"
@@ -156,8 +157,10 @@ def check_user(name: str) -> str:
     return name
 
 
-def login_user_data(user: str, public_keys: list[str], password_hash: str = "") -> str:
-    """User-data that creates ``user``: sudo, the SSH keys, and a console password if given."""
+def login_user_data(user: str, public_keys: list[str], password_hash: str = "",
+                    settings: str = "") -> str:
+    """User-data that creates ``user``: sudo, the SSH keys, a console password
+    and server settings (checked KEY=VALUE lines) if given."""
     login: dict[str, object] = {
         "name": user,
         "gecos": "MLflow VM administrator",
@@ -169,20 +172,25 @@ def login_user_data(user: str, public_keys: list[str], password_hash: str = "") 
     if password_hash:
         login["hashed_passwd"] = password_hash
     # SSH takes keys only; the password is for the VM's console.
-    config = {"ssh_pwauth": False, "users": [login]}
+    config: dict[str, object] = {"ssh_pwauth": False, "users": [login]}
+    if settings:
+        config["write_files"] = [server_settings.write_files_entry(settings)]
     return "#cloud-config\n" + yaml.safe_dump(config, sort_keys=False, width=1000)
 
 
 def write_login_seed(target: Path, user: str, public_keys: list[str],
-                     password_hash: str = "", hostname: str = "mlflow") -> str:
+                     password_hash: str = "", hostname: str = "mlflow",
+                     settings: str = "") -> str:
     """Write a seed ISO that creates ``user``, with a fresh instance-id; return the id.
 
-    The ISO appears at ``target`` only once complete.
+    The ISO appears at ``target`` only once complete. It is readable by all,
+    for the hypervisor's user, unless it carries server settings, which may
+    hold secrets: then only its owner reads it.
     """
     instance_id = f"mlflow-{uuid.uuid4()}"
     with export.atomic_path(target, "SEED") as tmp:
         tmp.unlink()
-        write_iso(tmp, login_user_data(user, public_keys, password_hash),
+        write_iso(tmp, login_user_data(user, public_keys, password_hash, settings),
                   meta_data(instance_id, hostname))
-    os.chmod(target, 0o644)
+    os.chmod(target, 0o600 if settings else 0o644)
     return instance_id

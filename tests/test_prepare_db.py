@@ -41,7 +41,7 @@ def test_a_schema_newer_than_the_installed_mlflow_is_refused_in_one_line(
         prepare_db, tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("MLFLOW_BACKEND_STORE_URI", _store(tmp_path, "f00dfeedbeef"))
     ran = []
-    monkeypatch.setattr(prepare_db.subprocess, "run", lambda *a, **k: ran.append(a))
+    monkeypatch.setattr(prepare_db, "upgrade_schema", ran.append)
     assert prepare_db.main() == 1
     assert ran == []
     [record] = [r for r in caplog.records if r.levelname == "ERROR"]
@@ -53,24 +53,35 @@ def test_a_current_schema_is_left_alone_and_an_older_one_upgraded(
     known, head = prepare_db.migrations()
     older = sorted(known - {head})[0]
     ran = []
-    monkeypatch.setattr(prepare_db.subprocess, "run",
-                        lambda command, **k: ran.append(command[1:3]) or
-                        prepare_db.subprocess.CompletedProcess(command, 0))
+    monkeypatch.setattr(prepare_db, "upgrade_schema", ran.append)
+    uris = []
     for revision in (head, older):
         folder = tmp_path / revision
         folder.mkdir()
-        monkeypatch.setenv("MLFLOW_BACKEND_STORE_URI", _store(folder, revision))
+        uris.append(_store(folder, revision))
+        monkeypatch.setenv("MLFLOW_BACKEND_STORE_URI", uris[-1])
         assert prepare_db.main() == 0
-    assert ran == [["db", "upgrade"]]
+    assert ran == [uris[1]]
 
 
-def test_schema_version_of_a_fresh_and_of_a_versioned_store(prepare_db, tmp_path):
-    import sqlite3
+def test_an_older_schema_is_upgraded_to_the_head_without_the_uri_on_a_command_line(
+        prepare_db, tmp_path, monkeypatch):
+    import sqlalchemy
+    from alembic import command
+    from mlflow.store.tracking.dbmodels.initial_models import Base
 
-    db = tmp_path / "mlflow.db"
-    uri = f"sqlite:///{db}"
-    assert prepare_db.schema_version(uri) is None
-    with sqlite3.connect(db) as conn:
-        conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
-        conn.execute("INSERT INTO alembic_version VALUES ('abc123')")
-    assert prepare_db.schema_version(uri) == "abc123"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    engine = sqlalchemy.create_engine(uri)
+    Base.metadata.create_all(engine)
+    engine.dispose()
+    script = ScriptDirectory.from_config(_get_alembic_config(uri))
+    older = list(script.walk_revisions())[-5].revision
+    command.upgrade(_get_alembic_config(uri), older)
+    started = []
+    monkeypatch.setattr("subprocess.Popen.__init__",
+                        lambda self, *a, **k: started.append(a) or 1 / 0)
+    prepare_db.upgrade_schema(uri)
+    assert started == []
+    with sqlalchemy.create_engine(uri).begin() as conn:
+        assert conn.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")
+                            ).scalar() == script.get_current_head()

@@ -56,9 +56,11 @@ def test_gunicorn_timeout_is_set_only_where_mlflow_runs_gunicorn():
 
 def test_unit_runs_as_mlflow_and_restarts_on_failure():
     unit = rendered("debian-12")["packer/debian-12/files/mlflow.service"]
-    for line in ("User=mlflow", "Restart=on-failure", "After=network-online.target",
+    for line in ("User=mlflow", "Restart=on-failure",
+                 "After=network-online.target mlflow-settings.service",
                  "EnvironmentFile=/etc/mlflow/mlflow.env", "NoNewPrivileges=yes",
-                 "ProtectSystem=strict", "ReadWritePaths=/var/lib/mlflow"):
+                 "ProtectSystem=strict", "ReadWritePaths=/var/lib/mlflow",
+                 "RuntimeDirectoryMode=0700"):
         assert f"\n{line}\n" in unit
 
 
@@ -67,7 +69,8 @@ def test_every_unit_is_installed_and_the_backup_timer_enabled(name):
     files = rendered(name)
     script = files[f"packer/{name}/files/install-mlflow.sh"]
     units = [guest for guest in render.GUEST_FILES if guest.endswith((".service", ".timer"))]
-    assert set(units) == {"mlflow.service", "mlflow-backup.service", "mlflow-backup.timer"}
+    assert set(units) == {"mlflow.service", "mlflow-backup.service", "mlflow-backup.timer",
+                          "mlflow-settings.service"}
     for unit in units:
         assert f'"$src/{unit}" /etc/systemd/system/{unit}' in script
     assert "systemctl enable mlflow.service mlflow-backup.timer" in script

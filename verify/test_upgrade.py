@@ -54,7 +54,8 @@ def test_an_upgrade_keeps_every_run_and_one_that_fails_goes_back(
                   f"sudo install -d -o mlflow -g mlflow -m 0750 {ARTIFACTS}")
 
     with wheelhouse.serve(wheelhouse.fill(profile, older)) as port:
-        pip_env = f"PIP_NO_INDEX=1 PIP_FIND_LINKS=http://10.0.2.2:{port}/"
+        pip_env = (f"PIP_NO_INDEX=1 PIP_FIND_LINKS=http://10.0.2.2:{port}/ "
+                   "PIP_TRUSTED_HOST=10.0.2.2")
         down = _upgrade(vm, "/var/tmp/older.txt", pip_env)
         assert down.returncode == 0, down.stdout + down.stderr
         assert "No database yet" in down.stdout

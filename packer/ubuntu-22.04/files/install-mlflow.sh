@@ -6,11 +6,11 @@
 # Usage: install-mlflow.sh SOURCE_DIR
 # SOURCE_DIR holds requirements.txt, uv-requirements.txt (optional: without
 # it pip installs the requirements), mlflow.env, mlflow.service,
-# mlflow-server, mlflow-prepare-db, mlflowctl, mlflow-motd and the
-# mlflow-backup service and timer. pip reads its usual PIP_* variables
-# (PIP_INDEX_URL, PIP_FIND_LINKS, PIP_CERT, ...) and pip.conf, and uv gets
-# the same values, so a private index or a proxy's CA certificate works here
-# too; should uv fail, pip installs MLflow.
+# mlflow-server, mlflow-prepare-db, mlflowctl, mlflow-motd, the
+# mlflow-backup service and timer and mlflow-settings.service. pip reads its
+# usual PIP_* variables (PIP_INDEX_URL, PIP_FIND_LINKS, PIP_CERT, ...) and
+# pip.conf, and uv gets the same values, so a private index or a proxy's CA
+# certificate works here too; should uv fail, pip installs MLflow.
 #
 # Environment:
 #   MLFLOW_PORT    override the port written to mlflow.env
@@ -192,6 +192,7 @@ install_service() {
   install -m 0644 "$src/mlflow.service" /etc/systemd/system/mlflow.service
   install -m 0644 "$src/mlflow-backup.service" /etc/systemd/system/mlflow-backup.service
   install -m 0644 "$src/mlflow-backup.timer" /etc/systemd/system/mlflow-backup.timer
+  install -m 0644 "$src/mlflow-settings.service" /etc/systemd/system/mlflow-settings.service
   install -m 0755 "$src/mlflowctl" /usr/local/bin/mlflowctl
   install -d -m 0755 /etc/update-motd.d
   install -m 0755 "$src/mlflow-motd" /etc/update-motd.d/60-mlflow

@@ -1,0 +1,172 @@
+"""Team settings: a database server, an S3 bucket, authentication; checked by
+mlflowctl before the server starts, given at first boot or with `set --from`,
+and handed to MLflow without a secret on a command line."""
+
+import os
+import stat
+import subprocess
+
+import pytest
+
+from mlflow_vm.paths import PACKER
+from test_mlflowctl import ctl  # noqa: F401  (the fixture)
+
+SHIPPED = (PACKER / "debian-12" / "files" / "mlflow.env").read_text()
+PASSWORD = "correct horse battery"
+S3 = {"MLFLOW_ARTIFACTS_DESTINATION": "s3://mlflow-artifacts/team",
+      "MLFLOW_S3_ENDPOINT_URL": "http://10.0.2.2:9000",
+      "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "s3cr3t/KEY+value"}
+
+
+def _problems(ctl, **changes):  # noqa: F811
+    return ctl.validate_all({**ctl.parse_env(SHIPPED), **changes})
+
+
+def test_the_shipped_settings_leave_authentication_off_and_need_no_password(ctl):  # noqa: F811
+    settings = ctl.parse_env(SHIPPED)
+    assert settings["MLFLOW_AUTH"] == "false" and settings["MLFLOW_AUTH_ADMIN_PASSWORD"] == ""
+    assert ctl.validate_all(settings) == []
+
+
+def test_a_team_configuration_passes(ctl):  # noqa: F811
+    assert _problems(ctl, MLFLOW_BACKEND_STORE_URI="postgresql://mlflow:pw@10.0.2.2:5432/mlflow",
+                     MLFLOW_AUTH="true", MLFLOW_AUTH_ADMIN_PASSWORD="x" * 12,
+                     MLFLOW_AUTH_DATABASE_URI="postgresql://mlflow:pw@10.0.2.2:5432/auth",
+                     **S3) == []
+    assert _problems(ctl, MLFLOW_BACKEND_STORE_URI="mysql+pymysql://u:p@db:3306/mlflow") == []
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({"MLFLOW_BACKEND_STORE_URI": "redis://localhost/0"}, "a database URI"),
+    ({"MLFLOW_BACKEND_STORE_URI": "mysql://u:p@db/mlflow"}, "mysql+pymysql://"),
+    ({"MLFLOW_BACKEND_STORE_URI": "mssql://u:p@db/mlflow"}, "a database URI"),
+    ({"MLFLOW_ARTIFACTS_DESTINATION": "s3://mlflow-artifacts/team"},
+     "an S3 artifact root needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"),
+    ({**S3, "AWS_SECRET_ACCESS_KEY": ""}, "needs AWS_SECRET_ACCESS_KEY"),
+    ({"MLFLOW_ARTIFACTS_DESTINATION": "gs://bucket"}, "s3://BUCKET/PREFIX"),
+    ({**S3, "MLFLOW_S3_ENDPOINT_URL": "10.0.2.2:9000"}, "http:// or https://"),
+    ({"MLFLOW_AUTH": "true"}, "12 characters or more"),
+    ({"MLFLOW_AUTH": "true", "MLFLOW_AUTH_ADMIN_PASSWORD": "password1234"},
+     "12 characters or more"),
+    ({"MLFLOW_AUTH": "yes"}, "true or false"),
+    ({"MLFLOW_AUTH_DEFAULT_PERMISSION": "ALL"}, "READ, EDIT, MANAGE or NO_PERMISSIONS"),
+    ({"MLFLOW_SERVER_CORS_ALLOWED_ORIGINS": "app.example.com"}, "origins"),
+])
+def test_bad_team_settings_are_refused_with_what_to_use(ctl, changes, expected):  # noqa: F811
+    problems = _problems(ctl, **changes)
+    assert problems and expected in problems[0]
+
+
+def test_a_refused_secret_is_never_repeated(ctl):  # noqa: F811
+    [problem] = _problems(ctl, MLFLOW_AUTH="true", MLFLOW_AUTH_ADMIN_PASSWORD="tooshort99")
+    assert "tooshort99" not in problem
+    problem = ctl.validate("MLFLOW_BACKEND_STORE_URI", "redis://u:hunter2@db/0")
+    assert "hunter2" not in problem and "***" in problem
+
+
+@pytest.fixture
+def etc(ctl, tmp_path, monkeypatch):  # noqa: F811
+    """/etc/mlflow with the shipped settings, as root."""
+    config = tmp_path / "mlflow.env"
+    config.write_text(SHIPPED)
+    monkeypatch.setattr(ctl, "CONFIG", config)
+    monkeypatch.setattr(ctl, "PENDING", tmp_path / "mlflow.env.pending")
+    monkeypatch.setattr(ctl, "REFUSED", tmp_path / "mlflow.env.refused")
+    monkeypatch.setattr(ctl.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(ctl, "write_config", lambda text, path=None: config.write_text(text))
+    return tmp_path
+
+
+def test_settings_given_at_first_boot_are_merged_and_the_file_goes(ctl, etc, capsys):  # noqa: F811
+    (etc / "mlflow.env.pending").write_text(
+        "# team\nMLFLOW_AUTH=true\nMLFLOW_AUTH_ADMIN_PASSWORD=" + PASSWORD + "\n")
+    assert ctl.main(["apply"]) == 0
+    settings = ctl.parse_env((etc / "mlflow.env").read_text())
+    assert settings["MLFLOW_AUTH"] == "true"
+    assert settings["MLFLOW_AUTH_ADMIN_PASSWORD"] == PASSWORD
+    assert not (etc / "mlflow.env.pending").exists()
+    assert (etc / "mlflow.env.previous").read_text() == SHIPPED
+    assert PASSWORD not in capsys.readouterr().out
+
+
+def test_bad_settings_given_at_first_boot_are_refused_whole_and_kept_root_only(
+        ctl, etc, capsys):  # noqa: F811
+    (etc / "mlflow.env.pending").write_text(
+        "MLFLOW_BACKEND_STORE_URI=postgresql://u:p@10.0.2.2/m\n"
+        "MLFLOW_ARTIFACTS_DESTINATION=s3://mlflow-artifacts\n")
+    assert ctl.main(["apply"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "keeps its previous ones" in err
+    assert "needs AWS_ACCESS_KEY_ID" in err and "set --from" in err
+    assert (etc / "mlflow.env").read_text() == SHIPPED
+    refused = etc / "mlflow.env.refused"
+    assert stat.S_IMODE(refused.stat().st_mode) == 0o600
+    assert not (etc / "mlflow.env.pending").exists()
+
+
+def test_a_misspelt_key_at_first_boot_is_refused(ctl, etc, capsys):  # noqa: F811
+    (etc / "mlflow.env.pending").write_text("MLFLOW_BACKEND_STORE_URL=sqlite:////x.db\n")
+    assert ctl.main(["apply"]) == 2
+    assert "MLFLOW_BACKEND_STORE_URL is not a setting" in capsys.readouterr().err
+
+
+def test_nothing_pending_is_nothing_to_do(ctl, etc):  # noqa: F811
+    assert ctl.main(["apply"]) == 0
+    assert (etc / "mlflow.env").read_text() == SHIPPED
+
+
+def test_set_reads_secrets_from_a_file(ctl, etc, tmp_path, capsys):  # noqa: F811
+    source = tmp_path / "team.env"
+    source.write_text("MLFLOW_AUTH=true\nMLFLOW_AUTH_ADMIN_PASSWORD=" + PASSWORD + "\n")
+    assert ctl.main(["set", "--from", str(source), "--no-restart"]) == 0
+    assert ctl.parse_env((etc / "mlflow.env").read_text())["MLFLOW_AUTH"] == "true"
+    assert PASSWORD not in capsys.readouterr().out
+    source.write_text("this line has no equals sign\n")
+    assert ctl.main(["set", "--from", str(source), "--no-restart"]) == 2
+    assert "line 1 of" in capsys.readouterr().err
+
+
+def _server(tmp_path, env):
+    """Run the rendered mlflow-server with a fake mlflow that prints what it got."""
+    script = (PACKER / "debian-12" / "files" / "mlflow-server").read_text()
+    fake = tmp_path / "mlflow"
+    fake.write_text('#!/bin/sh\necho "args: $*"\nenv | grep -E "^MLFLOW_(BACKEND|ARTIFACTS|AUTH_CONFIG)" '
+                    '| sort\n[ -n "$MLFLOW_AUTH_CONFIG_PATH" ] && cat "$MLFLOW_AUTH_CONFIG_PATH"\n'
+                    'exit 0\n')
+    fake.chmod(0o755)
+    runtime = tmp_path / "run"
+    runtime.mkdir()
+    settings = {**{k: v for k, v in
+                   ((line.split("=", 1)) for line in SHIPPED.splitlines()
+                    if line and not line.startswith("#"))}, **env}
+    return subprocess.run(
+        ["bash", "-c", script.replace("/opt/mlflow/bin/mlflow", str(fake))],
+        env={"PATH": os.environ["PATH"], "RUNTIME_DIRECTORY": str(runtime), **settings},
+        capture_output=True, text=True, check=True).stdout, runtime
+
+
+def test_no_store_uri_or_password_reaches_the_command_line(tmp_path):
+    uri = "postgresql://mlflow:pg%25secret@10.0.2.2:5432/mlflow"
+    out, runtime = _server(tmp_path, {
+        "MLFLOW_BACKEND_STORE_URI": uri, "MLFLOW_AUTH": "true",
+        "MLFLOW_AUTH_ADMIN_PASSWORD": "100%-not-guessable",
+        "MLFLOW_AUTH_DATABASE_URI": uri})
+    args = next(line for line in out.splitlines() if line.startswith("args: "))
+    assert "secret" not in args and "guessable" not in args
+    assert "--app-name basic-auth" in args
+    assert f"MLFLOW_BACKEND_STORE_URI={uri}" in out
+    assert "MLFLOW_ARTIFACTS_DESTINATION=/var/lib/mlflow/artifacts" in out
+    ini = runtime / "basic_auth.ini"
+    assert stat.S_IMODE(ini.stat().st_mode) == 0o600
+    import configparser
+    parser = configparser.ConfigParser()
+    parser.read(ini)
+    assert parser["mlflow"]["admin_password"] == "100%-not-guessable"
+    assert parser["mlflow"]["database_uri"] == uri
+    assert parser["mlflow"]["default_permission"] == "READ"
+
+
+def test_without_authentication_no_auth_app_and_no_ini(tmp_path):
+    out, runtime = _server(tmp_path, {})
+    assert "--app-name" not in out
+    assert list(runtime.iterdir()) == []
