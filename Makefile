@@ -40,7 +40,7 @@ USER_DATA ?= output/$(PROFILE)-user-data
 export PROFILE PORT ACCEL BASE_IMAGE BASE_IMAGE_CHECKSUM CA_CERTIFICATES \
   KEEP_CA_CERTIFICATES PIP_INDEX_URL WHEELHOUSE FORCE CPUS MEMORY IMAGE SEED SSH_KEY \
   SEED_USER ASK_PASSWORD PASSWORD_FILE ALLOWED_HOSTS PIP_PACKAGES USER_DATA VM_NAME \
-  LIBVIRT_NETWORK OUTPUT_DIR CLIENTS DURATION
+  LIBVIRT_NETWORK OUTPUT_DIR CLIENTS DURATION SETTINGS
 
 .DEFAULT_GOAL := help
 .PHONY: help deps render lint unit base image test e2e verify lock profiles bench load clean \
@@ -135,10 +135,10 @@ libvirt: deps ## Write a libvirt domain XML for IMAGE (SEED= attaches a seed CD)
 vbox: deps ## Convert IMAGE to VirtualBox: a VDI and an OVA beside it (or in OUTPUT_DIR)
 	@$(CLI) vbox
 
-seed: deps ## Seed ISO with a sudo login for SSH_KEY: attach it as a CD to log in
+seed: deps ## Seed ISO with a sudo login for SSH_KEY (and SETTINGS): attach it as a CD
 	@$(CLI) seed
 
-user-data: deps ## Cloud user-data with PORT, ALLOWED_HOSTS, PIP_PACKAGES, SSH_KEY
+user-data: deps ## Cloud user-data with PORT, ALLOWED_HOSTS, PIP_PACKAGES, SSH_KEY, SETTINGS
 	@$(CLI) user-data
 
 clean: ## Remove built images and logs (keeps the download cache)

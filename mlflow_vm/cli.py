@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from . import (accel, base_image, benchmark, build, export, libvirt, lint, load, load_compare,
-               lock, profiles, render, seed, tools, user_data, vbox)
+               lock, profiles, render, seed, settings, tools, user_data, vbox)
 from .errors import UserError
 from .paths import OUTPUT
 
@@ -250,6 +250,13 @@ def _password(args: argparse.Namespace) -> str:
     return seed.hash_password(first)
 
 
+def _settings(args: argparse.Namespace, profile: profiles.Profile | None = None) -> str:
+    """The checked server settings of --settings (SETTINGS), or nothing."""
+    if not args.settings:
+        return ""
+    return settings.read(Path(args.settings).expanduser(), profile or profiles.get(args.profile))
+
+
 def _cmd_seed(args: argparse.Namespace) -> int:
     tools.require(("xorriso", "ssh-keygen", "openssl"))
     user = seed.check_user(args.user)
@@ -259,9 +266,12 @@ def _cmd_seed(args: argparse.Namespace) -> int:
     if not args.output:
         raise UserError("SEED= is empty: name the ISO to write, e.g. SEED=output/seed.iso")
     target = Path(args.output).expanduser()
-    instance_id = seed.write_login_seed(target, user, keys, password_hash)
-    LOG.info("Wrote %s (instance-id %s): user %s, SSH key %s%s", target, instance_id, user,
-             key_path, ", console password set" if password_hash else "")
+    settings = _settings(args)
+    instance_id = seed.write_login_seed(target, user, keys, password_hash,
+                                        settings=settings)
+    LOG.info("Wrote %s (instance-id %s): user %s, SSH key %s%s%s", target, instance_id, user,
+             key_path, ", console password set" if password_hash else "",
+             ", server settings (readable by you only)" if settings else "")
     LOG.info("Attach it to the VM as a CD-ROM before its first boot, then: ssh %s@ADDRESS", user)
     return 0
 
@@ -280,7 +290,8 @@ def _cmd_user_data(args: argparse.Namespace) -> int:
     if not args.output:
         raise UserError("USER_DATA= is empty: name the file to write, e.g. USER_DATA=my-user-data")
     target = Path(args.output).expanduser()
-    size = user_data.write(profile, target, args.port, args.allowed_hosts, packages, keys)
+    size = user_data.write(profile, target, args.port, args.allowed_hosts, packages, keys,
+                           _settings(args, profile))
     LOG.info("Wrote %s (%d bytes, cloud-init schema: valid)", target, size)
     if size > user_data.WARN_SIZE:
         LOG.warning("It is over 32 KiB: some clouds refuse that much user-data")
@@ -348,6 +359,11 @@ def parser() -> argparse.ArgumentParser:
                      help="let the build VM download wheels itself")
     cmd.set_defaults(func=_cmd_build)
 
+    def settings_args(cmd: argparse.ArgumentParser) -> None:
+        cmd.add_argument("--settings", default=env("SETTINGS", ""),
+                         help="file of KEY=VALUE server settings (database, bucket, "
+                         "authentication) applied at the first boot, checked first")
+
     def resources(cmd: argparse.ArgumentParser) -> None:
         _profile_arg(cmd)
         cmd.add_argument("--image", default=env("IMAGE", ""),
@@ -388,6 +404,8 @@ def parser() -> argparse.ArgumentParser:
                      help="read the console password from the first line of FILE")
     cmd.add_argument("-o", "--output", default=env("SEED") or str(OUTPUT / "seed.iso"),
                      help="ISO to write (default output/seed.iso)")
+    settings_args(cmd)
+    _profile_arg(cmd)
     cmd.set_defaults(func=_cmd_seed)
 
     cmd = sub.add_parser("user-data", help="write cloud VM user-data with your settings")
@@ -401,6 +419,7 @@ def parser() -> argparse.ArgumentParser:
                      help="SSH public key file for the default user (repeatable)")
     cmd.add_argument("-o", "--output", default=env("USER_DATA", ""),
                      help="file to write (USER_DATA)")
+    settings_args(cmd)
     cmd.set_defaults(func=_cmd_user_data)
     return top
 

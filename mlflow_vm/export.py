@@ -150,8 +150,9 @@ def make_folder(folder: Path, variable: str, target: Path | None = None) -> None
 
 
 @contextmanager
-def atomic_path(target: Path, variable: str = "-o") -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; rename it to ``target`` on success.
+def atomic_path(target: Path, variable: str = "-o", mode: int = 0o644) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it to ``target``, with
+    ``mode``, on success.
 
     On any failure, interrupts included, the temporary file is removed and
     ``target`` is left as it was. A location that cannot be written becomes a
@@ -171,7 +172,7 @@ def atomic_path(target: Path, variable: str = "-o") -> Iterator[Path]:
     try:
         try:
             yield tmp
-            os.chmod(tmp, 0o644)
+            os.chmod(tmp, mode)
             os.replace(tmp, target)
         except OSError as exc:
             raise write_error(target, exc, variable) from None

@@ -167,7 +167,7 @@ def render_profile(profile: Profile) -> list[Rendered]:
         guest = {name: render(tpl) for name, tpl in GUEST_FILES.items()}
         build_only = {name: render(tpl) for name, tpl in BUILD_ONLY_FILES.items()}
         packer = {name: render(f"packer/{name}.pkr.hcl.j2") for name in PACKER_FILES}
-        user_data = render("cloud-init/user-data.j2", files=guest, ssh_keys=[],
+        user_data = render("cloud-init/user-data.j2", files=guest, ssh_keys=[], settings="",
                            **_locks(profile))
         build_user_data = render("cloud-init/build-user-data.j2")
         build_meta_data = render("cloud-init/build-meta-data.j2")
@@ -204,18 +204,20 @@ def _locks(profile: Profile) -> dict[str, str]:
     }
 
 
-def custom_user_data(profile: Profile, server: dict[str, Any], ssh_keys: list[str]) -> str:
+def custom_user_data(profile: Profile, server: dict[str, Any], ssh_keys: list[str],
+                     settings: str = "") -> str:
     """The standalone user-data of ``profile`` with other server settings and SSH keys.
 
     ``server`` overrides entries of the default settings (port,
-    allowed_hosts, extra_pip_packages).
+    allowed_hosts, extra_pip_packages); ``settings``, checked KEY=VALUE
+    lines, are applied at the server's first start.
     """
     env = _environment()
     ctx = {**context(profile), "server": {**SERVER, **server}}
     try:
         guest = {name: env.get_template(tpl).render(**ctx) for name, tpl in GUEST_FILES.items()}
         return env.get_template("cloud-init/user-data.j2").render(
-            **ctx, files=guest, ssh_keys=ssh_keys, **_locks(profile))
+            **ctx, files=guest, ssh_keys=ssh_keys, settings=settings, **_locks(profile))
     except FileNotFoundError as exc:
         raise UserError(f"{exc.filename} is missing; run `make lock`") from exc
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import tempfile
@@ -188,9 +187,8 @@ def write_login_seed(target: Path, user: str, public_keys: list[str],
     hold secrets: then only its owner reads it.
     """
     instance_id = f"mlflow-{uuid.uuid4()}"
-    with export.atomic_path(target, "SEED") as tmp:
+    with export.atomic_path(target, "SEED", 0o600 if settings else 0o644) as tmp:
         tmp.unlink()
         write_iso(tmp, login_user_data(user, public_keys, password_hash, settings),
                   meta_data(instance_id, hostname))
-    os.chmod(target, 0o600 if settings else 0o644)
     return instance_id

@@ -64,14 +64,17 @@ def summarize_problems(problems: str) -> str:
 
 
 def write(profile: Profile, target: Path, port: str, allowed_hosts: str,
-          packages: list[str], ssh_keys: list[str]) -> int:
-    """Render the user-data with these settings, check it, write it; return its size."""
+          packages: list[str], ssh_keys: list[str], settings: str = "") -> int:
+    """Render the user-data with these settings, check it, write it; return its size.
+
+    ``settings`` are checked KEY=VALUE lines (see :mod:`mlflow_vm.settings`).
+    """
     server = {
         "port": build.validate_port(port),
         "allowed_hosts": check_allowed_hosts(allowed_hosts),
         "extra_pip_packages": " ".join(check_package(p) for p in packages),
     }
-    text = render.custom_user_data(profile, server, ssh_keys)
+    text = render.custom_user_data(profile, server, ssh_keys, settings)
     problems = schema_problems(text)
     if problems:
         raise UserError("cloud-init schema rejects the user-data: "
@@ -79,6 +82,7 @@ def write(profile: Profile, target: Path, port: str, allowed_hosts: str,
     if target.is_dir():
         raise UserError(f"{target} is a directory; name the file to write, "
                         "e.g. USER_DATA=my-user-data")
-    with export.atomic_path(target, "USER_DATA") as tmp:
+    # Settings may hold passwords and keys.
+    with export.atomic_path(target, "USER_DATA", 0o600 if settings else 0o644) as tmp:
         tmp.write_text(text)
     return len(text.encode())

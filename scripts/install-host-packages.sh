@@ -8,6 +8,7 @@ packages=(
   mmdebstrap extlinux syslinux-common fdisk e2fsprogs
   cloud-init shellcheck packer python3-venv ca-certificates
   libvirt-clients libxml2-utils openssl chromium
+  postgresql postgresql-client
 )
 
 missing=()

@@ -408,7 +408,7 @@ def test_manifest_with_a_bad_port_is_one_line(capsys, image, port):
 def test_user_data_from_a_template_with_invalid_yaml_names_the_line(capsys, tmp_path,
                                                                      monkeypatch):
     monkeypatch.setattr(user_data.render, "custom_user_data",
-                        lambda profile, server, keys: "#cloud-config\nfoo: [1, 2\nbar: x\n")
+                        lambda profile, server, keys, settings: "#cloud-config\nfoo: [1, 2\nbar: x\n")
     target = tmp_path / "ud"
     status, err = run_cli(capsys, "user-data", "--profile", "debian-12", "-o", target)
     assert status == 2 and len(err) == 1

@@ -170,3 +170,58 @@ def test_without_authentication_no_auth_app_and_no_ini(tmp_path):
     out, runtime = _server(tmp_path, {})
     assert "--app-name" not in out
     assert list(runtime.iterdir()) == []
+
+
+def test_user_data_carries_checked_settings_in_a_root_only_file(capsys, tmp_path):
+    import yaml
+
+    from test_input_edges import run_cli
+
+    team = tmp_path / "team.env"
+    team.write_text(f"# the team's server\nMLFLOW_AUTH=true\nMLFLOW_AUTH_ADMIN_PASSWORD={PASSWORD}\n")
+    target = tmp_path / "user-data"
+    status, _ = run_cli(capsys, "user-data", "--profile", "debian-12", "--settings", team,
+                        "-o", target)
+    assert status == 0
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    [entry] = [f for f in yaml.safe_load(target.read_text())["write_files"]
+               if f["path"] == "/etc/mlflow/mlflow.env.pending"]
+    assert entry["permissions"] == "0600" and entry["owner"] == "root:root"
+    assert entry["content"] == f"MLFLOW_AUTH=true\nMLFLOW_AUTH_ADMIN_PASSWORD={PASSWORD}\n"
+
+
+@pytest.mark.parametrize("content, expected", [
+    ("MLFLOW_AUTH=true\n", "needs MLFLOW_AUTH_ADMIN_PASSWORD"),
+    ("MLFLOW_ARTIFACTS_DESTINATION=s3://bucket\n", "needs AWS_ACCESS_KEY_ID"),
+    ("MLFLOW_BACKEND_STORE_URI=oracle://db\n", "a database URI"),
+    ("just words\n", "line 1 of"),
+    ("# only a comment\n", "sets nothing"),
+])
+def test_bad_settings_stop_user_data_and_seed_before_anything_is_written(
+        capsys, tmp_path, content, expected):
+    from test_input_edges import run_cli
+
+    team = tmp_path / "team.env"
+    team.write_text(content)
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    for command, target in (("user-data", tmp_path / "user-data"), ("seed", tmp_path / "s.iso")):
+        status, err = run_cli(capsys, command, "--profile", "debian-12", "--settings", team,
+                              "--ssh-key", key.with_suffix(".pub"), "-o", target)
+        assert status == 2 and len(err) == 1
+        assert err[0].startswith(f"error: SETTINGS={team}: ") and expected in err[0]
+        assert not target.exists()
+
+
+def test_a_seed_with_settings_hands_them_to_cloud_init_and_only_its_owner_reads_it(tmp_path):
+    import yaml
+
+    from mlflow_vm import seed
+
+    text = seed.login_user_data("mlflow-admin", ["ssh-ed25519 AAAA me@host"], "",
+                                f"MLFLOW_AUTH=true\nMLFLOW_AUTH_ADMIN_PASSWORD={PASSWORD}\n")
+    config = yaml.safe_load(text)
+    assert config["write_files"] == [{
+        "path": "/etc/mlflow/mlflow.env.pending", "owner": "root:root", "permissions": "0600",
+        "content": f"MLFLOW_AUTH=true\nMLFLOW_AUTH_ADMIN_PASSWORD={PASSWORD}\n"}]
+    assert "write_files" not in yaml.safe_load(seed.login_user_data("u", ["k"]))
