@@ -40,7 +40,7 @@ USER_DATA ?= output/$(PROFILE)-user-data
 export PROFILE PORT ACCEL BASE_IMAGE BASE_IMAGE_CHECKSUM CA_CERTIFICATES \
   KEEP_CA_CERTIFICATES PIP_INDEX_URL WHEELHOUSE FORCE CPUS MEMORY IMAGE SEED SSH_KEY \
   SEED_USER ASK_PASSWORD PASSWORD_FILE ALLOWED_HOSTS PIP_PACKAGES USER_DATA VM_NAME \
-  LIBVIRT_NETWORK OUTPUT_DIR CLIENTS DURATION SETTINGS
+  LIBVIRT_NETWORK OUTPUT_DIR CLIENTS DURATION SETTINGS BACKEND_URI
 
 .DEFAULT_GOAL := help
 .PHONY: help deps render lint unit base image test e2e verify lock profiles bench load clean \
@@ -125,7 +125,7 @@ verify: deps ## Verify a built image: IMAGE=path.qcow2 (PROFILE from UBUNTU/DIST
 bench: deps ## Measure builds (cold, warm), boot time, sizes, pip vs uv in the guest
 	@$(CLI) bench --profile $(BENCH_PROFILE)
 
-load: deps ## Load IMAGE's MLflow and the tutorial's server on one VM; CLIENTS=32 DURATION=60
+load: deps ## Load IMAGE's MLflow and the tutorial's server (or SQLite and BACKEND_URI) on one VM
 	@IMAGE="$(if $(filter command line environment,$(origin IMAGE)),$$IMAGE,$(BENCH_IMAGE))" \
 	  $(CLI) load --profile $(BENCH_PROFILE)
 

@@ -129,9 +129,18 @@ def _cmd_load(args: argparse.Namespace) -> int:
         for item in args.set:
             if "=" not in item:
                 raise UserError(f"--set {item} is not KEY=VALUE")
+        if args.backend_uri:
+            ctl = settings.mlflowctl(profiles.get(args.profile))
+            problem = ctl.validate("MLFLOW_BACKEND_STORE_URI", args.backend_uri)
+            if problem:
+                raise UserError(f"BACKEND_URI: {problem}")
         image = _image(args.image, args.profile)
-        results = load_compare.run(image.path, image.guest_port, clients, float(duration),
-                                   args.set)
+        if args.backend_uri:
+            results = load_compare.run_backends(image.path, image.guest_port, clients,
+                                                float(duration), args.backend_uri)
+        else:
+            results = load_compare.run(image.path, image.guest_port, clients,
+                                       float(duration), args.set)
     for line in load.table(results):
         print(line)
     return 0
@@ -334,6 +343,11 @@ def parser() -> argparse.ArgumentParser:
     cmd.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="add this mlflow.env setting in the VM before measuring "
                      "(repeatable)")
+    cmd.add_argument("--backend-uri", default=os.environ.get("BACKEND_URI", ""),
+                     help="instead of the tutorial's server, measure the service on SQLite "
+                     "and then on this database (a URI the VM can reach, e.g. "
+                     "postgresql://mlflow:PASSWORD@10.0.2.2:5432/mlflow for the host's "
+                     "loopback)")
     cmd.set_defaults(func=_cmd_load)
 
     cmd = sub.add_parser("base", help="build a profile's own base image")

@@ -1,5 +1,6 @@
 """Boot a built image once and load, on the same VM, its service and then the
-tutorial's one-command server, for a side-by-side table.
+tutorial's one-command server, for a side-by-side table; or the service on
+its SQLite store and then on a database server.
 
 The tutorial's server is its exact command (``mlflow server
 --backend-store-uri sqlite:///database/mlflow.db --default-artifact-root
@@ -13,9 +14,11 @@ from __future__ import annotations
 
 import logging
 import shlex
+import subprocess
 from pathlib import Path
 
 from . import load
+from .errors import UserError
 from .vm import VM, BootOptions
 
 LOG = logging.getLogger(__name__)
@@ -70,4 +73,32 @@ def run(image: Path, port: int, clients: int, duration: float,
         machine.wait_for_http("/health")
         LOG.info("Measuring %s", TUTORIAL)
         results[TUTORIAL] = load.run(machine.url, clients, duration)
+    return results
+
+
+def run_backends(image: Path, port: int, clients: int, duration: float,
+                 backend_uri: str) -> dict[str, load.Result]:
+    """Measure the image's service on its SQLite store, then on the database at
+    ``backend_uri`` (as the guest reaches it), on one VM. The URI reaches the
+    guest through SSH's stdin and ``mlflowctl set --from``, never a command line."""
+    results: dict[str, load.Result] = {}
+    with VM(image, BootOptions(guest_port=port)) as machine:
+        machine.wait_for_ssh()
+        machine.wait_for_http("/health")
+        LOG.info("Measuring the service on SQLite")
+        results["SQLite"] = load.run(machine.url, clients, duration)
+        for line in load.table({"SQLite": results["SQLite"]}):
+            LOG.info("%s", line)
+        moved = subprocess.run(
+            machine.ssh_command("sudo install -m 0600 /dev/stdin /var/tmp/backend.env && "
+                                "sudo mlflowctl set --from /var/tmp/backend.env; status=$?; "
+                                "sudo rm -f /var/tmp/backend.env; exit $status"),
+            input=f"MLFLOW_BACKEND_STORE_URI={backend_uri}\n", text=True,
+            capture_output=True, timeout=1200)
+        if moved.returncode != 0:
+            raise UserError(f"the VM refused BACKEND_URI: {moved.stderr.strip()}")
+        machine.wait_for_http("/health")
+        name = backend_uri.split(":", 1)[0].split("+", 1)[0]
+        LOG.info("Measuring the service on %s", name)
+        results[name] = load.run(machine.url, clients, duration)
     return results

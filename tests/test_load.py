@@ -121,3 +121,11 @@ def test_waiting_for_runs_that_never_come_says_how_many_did():
     with pytest.raises(TimeoutError, match="1 runs acknowledged, not 2"):
         ledger.wait_for_runs(2, timeout=0)
     ledger.wait_for_runs(1, timeout=0)
+
+
+def test_a_backend_uri_the_image_would_refuse_stops_load_before_a_boot(capsys, monkeypatch):
+    monkeypatch.setenv("BACKEND_URI", "redis://mlflow:hunter2@10.0.2.2/0")
+    assert cli.main(["load", "--profile", "debian-12"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: BACKEND_URI: ") and "a database URI" in err
+    assert "hunter2" not in err
