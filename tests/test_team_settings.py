@@ -225,3 +225,21 @@ def test_a_seed_with_settings_hands_them_to_cloud_init_and_only_its_owner_reads_
         "path": "/etc/mlflow/mlflow.env.pending", "owner": "root:root", "permissions": "0600",
         "content": f"MLFLOW_AUTH=true\nMLFLOW_AUTH_ADMIN_PASSWORD={PASSWORD}\n"}]
     assert "write_files" not in yaml.safe_load(seed.login_user_data("u", ["k"]))
+
+
+def test_status_says_whether_clients_log_in_without_showing_the_password(ctl, capsys):  # noqa: F811
+    info = {
+        "service": {"state": "active", "sub_state": "running", "enabled": True,
+                    "uptime_seconds": 61, "restarts": 0},
+        "health": "ok", "port": 5000, "urls": ["http://10.0.2.15:5000/"],
+        "versions": {"mlflow": "3.17.2", "python": "3.11.2"},
+        "backend_store": {"uri": ctl.redact("postgresql://mlflow:pw-db@10.0.2.2/mlflow")},
+        "artifact_root": {"location": "s3://mlflow-artifacts/team"},
+        "authentication": {"enabled": True, "admin": "admin",
+                           "users": ctl.redact("postgresql://mlflow:pw-db@10.0.2.2/auth")},
+        "disk": {"free": 1 << 30, "total": 4 << 30}, "port_held_by": [], "recent_errors": [],
+    }
+    ctl.print_status(info)
+    out = capsys.readouterr().out
+    assert "Login:          required; admin user admin, users in postgresql://mlflow:***@" in out
+    assert "pw-db" not in out
