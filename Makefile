@@ -79,8 +79,11 @@ help: ## Show the targets and variables
 	@echo "  PASSWORD_FILE=file     make seed reads that password from the file's first line"
 	@echo "  ALLOWED_HOSTS=* PIP_PACKAGES='a b'  settings of make user-data"
 	@echo "  USER_DATA=file         where make user-data writes (default output/<profile>-user-data)"
+	@echo "  SETTINGS=file          KEY=VALUE server settings (database, bucket, login) for"
+	@echo "                         make seed, user-data; checked against UBUNTU/DISTRO's image"
 	@echo "  VERIFY_ARGS=...        extra pytest options for make verify and e2e"
 	@echo "  CLIENTS=32 DURATION=60 client threads and seconds per server for make load"
+	@echo "  BACKEND_URI=uri        make load: SQLite against this database instead"
 
 $(VENV)/.installed: requirements/dev.txt scripts/make-venv.sh
 	@scripts/install-host-packages.sh

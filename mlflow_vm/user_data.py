@@ -69,6 +69,9 @@ def write(profile: Profile, target: Path, port: str, allowed_hosts: str,
 
     ``settings`` are checked KEY=VALUE lines (see :mod:`mlflow_vm.settings`).
     """
+    if "\nMLFLOW_PORT=" in f"\n{settings}":
+        raise UserError("SETTINGS sets MLFLOW_PORT: give the port as PORT= instead, which the "
+                        "user-data's instructions and checks follow too")
     server = {
         "port": build.validate_port(port),
         "allowed_hosts": check_allowed_hosts(allowed_hosts),

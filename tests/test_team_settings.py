@@ -51,6 +51,13 @@ def test_a_team_configuration_passes(ctl):  # noqa: F811
     ({"MLFLOW_AUTH": "yes"}, "true or false"),
     ({"MLFLOW_AUTH_DEFAULT_PERMISSION": "ALL"}, "READ, EDIT, MANAGE or NO_PERMISSIONS"),
     ({"MLFLOW_SERVER_CORS_ALLOWED_ORIGINS": "app.example.com"}, "origins"),
+    ({"MLFLOW_BACKEND_STORE_URI": "mysql+pymysql://mlflow:p@ss@127.0.0.1/db"},
+     "percent-encode"),
+    ({"MLFLOW_BACKEND_STORE_URI": "postgresql://mlflow:pw@db:notaport/m"}, "numeric port"),
+    ({"MLFLOW_BACKEND_STORE_URI": "postgresql://mlflow:a#b@db:5432/m"}, "percent-encode"),
+    ({"MLFLOW_AUTH_ADMIN_PASSWORD": '"quoted-password"'}, "without quotes"),
+    ({"MLFLOW_S3_ENDPOINT_URL": "https://minio:9000   # not AWS"}, "trailing # comment"),
+    ({"AWS_ACCESS_KEY_ID": "with\\backslash"}, "backslashes"),
 ])
 def test_bad_team_settings_are_refused_with_what_to_use(ctl, changes, expected):  # noqa: F811
     problems = _problems(ctl, **changes)
@@ -62,6 +69,28 @@ def test_a_refused_secret_is_never_repeated(ctl):  # noqa: F811
     assert "tooshort99" not in problem
     problem = ctl.validate("MLFLOW_BACKEND_STORE_URI", "redis://u:hunter2@db/0")
     assert "hunter2" not in problem and "***" in problem
+    problem = ctl.validate("MLFLOW_BACKEND_STORE_URI", "mysql://u:p@ssSECRET@127.0.0.1/db")
+    assert "SECRET" not in problem
+
+
+def test_a_settings_file_that_is_not_utf8_or_starts_with_a_bom(ctl, tmp_path):  # noqa: F811
+    latin = tmp_path / "latin.env"
+    latin.write_bytes("MLFLOW_AUTH_ADMIN_PASSWORD=p\xe9ssword-long\n".encode("latin-1"))
+    with pytest.raises(ctl.Refused, match="is not UTF-8 text"):
+        ctl.read_settings_file(latin)
+    bom = tmp_path / "bom.env"
+    bom.write_bytes("MLFLOW_PORT=5001\r\n".encode("utf-8-sig"))
+    assert ctl.read_settings_file(bom) == {"MLFLOW_PORT": "5001"}
+
+
+def test_extra_packages_cannot_be_set_where_nothing_installs_them(ctl):  # noqa: F811
+    with pytest.raises(ctl.Refused, match="PIP_PACKAGES= to `make user-data`"):
+        ctl.checked_changes(SHIPPED, {"MLFLOW_EXTRA_PIP_PACKAGES": "psutil"})
+
+
+def test_doctor_names_a_database_uri_without_a_usable_port_instead_of_failing(ctl):  # noqa: F811
+    [problem] = ctl._unreachable("backend store", "postgresql://u:pw@db:notaport/m")
+    assert "no usable host and port" in problem and "pw" not in problem
 
 
 @pytest.fixture
@@ -243,3 +272,15 @@ def test_status_says_whether_clients_log_in_without_showing_the_password(ctl, ca
     out = capsys.readouterr().out
     assert "Login:          required; admin user admin, users in postgresql://mlflow:***@" in out
     assert "pw-db" not in out
+
+
+def test_the_port_comes_from_port_not_from_the_settings(capsys, tmp_path):
+    from test_input_edges import run_cli
+
+    team = tmp_path / "team.env"
+    team.write_text("MLFLOW_PORT=9090\n")
+    target = tmp_path / "user-data"
+    status, err = run_cli(capsys, "user-data", "--profile", "debian-12", "--port", "8080",
+                          "--settings", team, "-o", target)
+    assert status == 2 and "give the port as PORT=" in err[0]
+    assert not target.exists()
