@@ -159,17 +159,18 @@ def _server(tmp_path, env):
     """Run the rendered mlflow-server with a fake mlflow that prints what it got."""
     script = (PACKER / "debian-12" / "files" / "mlflow-server").read_text()
     fake = tmp_path / "mlflow"
-    fake.write_text('#!/bin/sh\necho "args: $*"\nenv | grep -E "^MLFLOW_(BACKEND|ARTIFACTS|AUTH_CONFIG)" '
+    fake.write_text('#!/bin/sh\necho "args: $*"\nenv | grep -E "^MLFLOW_(BACKEND|ARTIFACTS|AUTH_CONFIG|FLASK)" '
                     '| sort\n[ -n "$MLFLOW_AUTH_CONFIG_PATH" ] && cat "$MLFLOW_AUTH_CONFIG_PATH"\n'
                     'exit 0\n')
     fake.chmod(0o755)
     runtime = tmp_path / "run"
-    runtime.mkdir()
+    runtime.mkdir(exist_ok=True)
     settings = {**{k: v for k, v in
                    ((line.split("=", 1)) for line in SHIPPED.splitlines()
                     if line and not line.startswith("#"))}, **env}
     return subprocess.run(
-        ["bash", "-c", script.replace("/opt/mlflow/bin/mlflow", str(fake))],
+        ["bash", "-c", script.replace("/opt/mlflow/bin/mlflow", str(fake)).replace(
+            "/var/lib/mlflow/flask-secret-key", str(tmp_path / "flask-secret-key"))],
         env={"PATH": os.environ["PATH"], "RUNTIME_DIRECTORY": str(runtime), **settings},
         capture_output=True, text=True, check=True).stdout, runtime
 
@@ -193,6 +194,13 @@ def test_no_store_uri_or_password_reaches_the_command_line(tmp_path):
     assert parser["mlflow"]["admin_password"] == "100%-not-guessable"
     assert parser["mlflow"]["database_uri"] == uri
     assert parser["mlflow"]["default_permission"] == "READ"
+    # A CSRF key made once for the VM, kept root- and mlflow-only, given through the environment.
+    key = (tmp_path / "flask-secret-key").read_text()
+    assert len(key) == 64 and stat.S_IMODE((tmp_path / "flask-secret-key").stat().st_mode) == 0o600
+    assert f"MLFLOW_FLASK_SERVER_SECRET_KEY={key}" in out and key not in args
+    again, _ = _server(tmp_path, {
+        "MLFLOW_AUTH": "true", "MLFLOW_AUTH_ADMIN_PASSWORD": "100%-not-guessable"})
+    assert f"MLFLOW_FLASK_SERVER_SECRET_KEY={key}" in again
 
 
 def test_without_authentication_no_auth_app_and_no_ini(tmp_path):
