@@ -32,9 +32,13 @@ HASH = re.compile(r"--hash=sha256:([0-9a-f]{64})")
 # An older MLflow release with an older database schema: the upgrade test
 # installs it, logs runs with it, and upgrades to the profile's release.
 OLDER_MLFLOW = "3.1.4"
-# The drivers a team configuration needs, locked beside MLflow: PostgreSQL,
-# MySQL, and S3-compatible object storage.
+# What a team configuration needs, locked beside MLflow: the basic-auth
+# app's own requirements (the "auth" extra), and drivers for PostgreSQL,
+# MySQL and S3-compatible object storage.
+EXTRAS = "auth"
 DRIVERS = ("psycopg2-binary", "pymysql", "boto3")
+# MLflow 3.1.4 predates SQLAlchemy 2.1 and fails to start with it.
+OLDER_PINS = ("sqlalchemy<2.1",)
 
 
 def _ca_bundle() -> str | bool:
@@ -159,12 +163,13 @@ def lock_all() -> list[Path]:
     for version, mlflow in sorted(pins.items()):
         with step(f"locking MLflow {mlflow} for Python {version}"):
             written.append(_lock(REQUIREMENTS / f"mlflow-py{version}.in",
-                                 "\n".join([f"mlflow=={mlflow}", *DRIVERS]), version))
+                                 "\n".join([f"mlflow[{EXTRAS}]=={mlflow}", *DRIVERS]), version))
         if mlflow != OLDER_MLFLOW:
             OLDER_REQUIREMENTS.mkdir(exist_ok=True)
             with step(f"locking MLflow {OLDER_MLFLOW} for Python {version} (upgrade test)"):
                 written.append(_lock(older_lock(version).with_suffix(".in"),
-                                     f"mlflow=={OLDER_MLFLOW}", version))
+                                     "\n".join([f"mlflow=={OLDER_MLFLOW}", *OLDER_PINS]),
+                                     version))
     oldest = min(pins, key=lambda v: tuple(map(int, v.split("."))))
     with step(f"locking uv {uv_version()}"):
         written.append(_lock(UV_REQUIREMENTS.with_suffix(".in"), f"uv=={uv_version()}", oldest))
