@@ -32,3 +32,9 @@ def test_venv_is_a_link_to_one_named_for_its_release_and_lock(host, profile) -> 
     assert target.startswith(f"{VENV}-{profile.mlflow_version}-")
     digest = host.check_output(f"sha256sum {target}/requirements.txt").split()[0]
     assert target == f"{VENV}-{profile.mlflow_version}-{digest[:8]}"
+
+
+def test_venv_has_the_drivers_of_a_team_configuration(host) -> None:
+    """PostgreSQL, MySQL and S3 settings work without installing anything."""
+    imports = "import psycopg2, pymysql, boto3, flask_wtf; print('ok')"
+    assert host.check_output(f'{VENV}/bin/python -c "{imports}"') == "ok"
